@@ -1,0 +1,202 @@
+// The TypeScript mirror of bpf/flow_abi.h. test/abi.test.ts checks every size and offset here
+// against the BTF of the compiled BPF object, so the header stays the single source of truth.
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export const FLOW_ACT_DROP = 1;
+export const FLOW_STATS_CLOSING = 1;
+export const FLOW_EV_NEW = 1;
+export const FLOW_EV_CLOSING = 2;
+
+/** Byte offsets of each struct's members, named as in the C header. */
+export const LAYOUT = {
+  flow_key: {
+    size: 52,
+    members: {
+      ifindex: 0, family: 4, proto: 5, dsa_port: 6, vlan: 8, pppoe_sid: 12, sport: 14, dport: 16,
+      pad: 18, saddr: 20, daddr: 36,
+    },
+  },
+  flow_action: {
+    size: 76,
+    members: {
+      out_ifindex: 0, conn_id: 4, dir: 8, flags: 9, mtu: 10, dmac: 12, smac: 18, saddr: 24,
+      daddr: 40, sport: 56, dport: 58, l3_csum_delta: 60, l4_csum_pseudo: 62, l4_csum_ports: 64,
+      egress_vlan: 66, egress_pppoe_sid: 70, pad: 72,
+    },
+  },
+  flow_dir_stats: { size: 16, members: { packets: 0, bytes: 8 } },
+  flow_stats: { size: 48, members: { dir: 0, last_seen_ns: 32, flags: 40, pad: 44 } },
+  flow_event: { size: 60, members: { type: 0, conn_id: 4, key: 8 } },
+  flow_config: { size: 8, members: { heartbeat_ns: 0 } },
+} as const;
+
+/** A 16-byte address as it stands in the packet; IPv4 uses the first 4 bytes, the rest is zero. */
+export type Addr = Uint8Array;
+
+export interface FlowKey {
+  ifindex: number;
+  family: number;
+  proto: number;
+  dsaPort: number;
+  vlan: readonly [number, number];
+  pppoeSid: number;
+  sport: number;
+  dport: number;
+  saddr: Addr;
+  daddr: Addr;
+}
+
+export interface FlowAction {
+  outIfindex: number;
+  connId: number;
+  dir: 0 | 1;
+  flags: number;
+  mtu: number;
+  dmac: Uint8Array;
+  smac: Uint8Array;
+  saddr: Addr;
+  daddr: Addr;
+  sport: number;
+  dport: number;
+  l3CsumDelta: number;
+  l4CsumPseudo: number;
+  l4CsumPorts: number;
+  egressVlan: readonly [number, number];
+  egressPppoeSid: number;
+}
+
+export interface FlowDirStats {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface FlowStats {
+  dir: readonly [FlowDirStats, FlowDirStats];
+  lastSeenNs: bigint;
+  flags: number;
+}
+
+export interface FlowEvent {
+  type: number;
+  connId: number;
+  key: FlowKey;
+}
+
+const K = LAYOUT.flow_key.members;
+const A = LAYOUT.flow_action.members;
+const S = LAYOUT.flow_stats.members;
+const E = LAYOUT.flow_event.members;
+
+function view(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** Writes a key into buf at offset (buf must be zeroed there: padding is compared bytewise). */
+export function encodeKeyInto(k: FlowKey, buf: Uint8Array, off = 0): void {
+  const v = view(buf);
+  v.setUint32(off + K.ifindex, k.ifindex, true);
+  v.setUint8(off + K.family, k.family);
+  v.setUint8(off + K.proto, k.proto);
+  v.setUint16(off + K.dsa_port, k.dsaPort, true);
+  v.setUint16(off + K.vlan, k.vlan[0], true);
+  v.setUint16(off + K.vlan + 2, k.vlan[1], true);
+  v.setUint16(off + K.pppoe_sid, k.pppoeSid, false);
+  v.setUint16(off + K.sport, k.sport, false);
+  v.setUint16(off + K.dport, k.dport, false);
+  v.setUint16(off + K.pad, 0, true);
+  buf.set(k.saddr.subarray(0, 16), off + K.saddr);
+  buf.set(k.daddr.subarray(0, 16), off + K.daddr);
+}
+
+export function encodeKey(k: FlowKey): Uint8Array {
+  const buf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_key.size));
+  encodeKeyInto(k, buf);
+  return buf;
+}
+
+export function decodeKey(buf: Uint8Array, off = 0): FlowKey {
+  const v = view(buf);
+  return {
+    ifindex: v.getUint32(off + K.ifindex, true),
+    family: v.getUint8(off + K.family),
+    proto: v.getUint8(off + K.proto),
+    dsaPort: v.getUint16(off + K.dsa_port, true),
+    vlan: [v.getUint16(off + K.vlan, true), v.getUint16(off + K.vlan + 2, true)],
+    pppoeSid: v.getUint16(off + K.pppoe_sid, false),
+    sport: v.getUint16(off + K.sport, false),
+    dport: v.getUint16(off + K.dport, false),
+    saddr: buf.slice(off + K.saddr, off + K.saddr + 16),
+    daddr: buf.slice(off + K.daddr, off + K.daddr + 16),
+  };
+}
+
+export function encodeAction(a: FlowAction): Uint8Array {
+  const buf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_action.size));
+  const v = view(buf);
+  v.setUint32(A.out_ifindex, a.outIfindex, true);
+  v.setUint32(A.conn_id, a.connId, true);
+  v.setUint8(A.dir, a.dir);
+  v.setUint8(A.flags, a.flags);
+  v.setUint16(A.mtu, a.mtu, true);
+  buf.set(a.dmac.subarray(0, 6), A.dmac);
+  buf.set(a.smac.subarray(0, 6), A.smac);
+  buf.set(a.saddr.subarray(0, 16), A.saddr);
+  buf.set(a.daddr.subarray(0, 16), A.daddr);
+  v.setUint16(A.sport, a.sport, false);
+  v.setUint16(A.dport, a.dport, false);
+  v.setUint16(A.l3_csum_delta, a.l3CsumDelta, true);
+  v.setUint16(A.l4_csum_pseudo, a.l4CsumPseudo, true);
+  v.setUint16(A.l4_csum_ports, a.l4CsumPorts, true);
+  v.setUint16(A.egress_vlan, a.egressVlan[0], true);
+  v.setUint16(A.egress_vlan + 2, a.egressVlan[1], true);
+  v.setUint16(A.egress_pppoe_sid, a.egressPppoeSid, false);
+  return buf;
+}
+
+export function decodeAction(buf: Uint8Array): FlowAction {
+  const v = view(buf);
+  return {
+    outIfindex: v.getUint32(A.out_ifindex, true),
+    connId: v.getUint32(A.conn_id, true),
+    dir: v.getUint8(A.dir) === 0 ? 0 : 1,
+    flags: v.getUint8(A.flags),
+    mtu: v.getUint16(A.mtu, true),
+    dmac: buf.slice(A.dmac, A.dmac + 6),
+    smac: buf.slice(A.smac, A.smac + 6),
+    saddr: buf.slice(A.saddr, A.saddr + 16),
+    daddr: buf.slice(A.daddr, A.daddr + 16),
+    sport: v.getUint16(A.sport, false),
+    dport: v.getUint16(A.dport, false),
+    l3CsumDelta: v.getUint16(A.l3_csum_delta, true),
+    l4CsumPseudo: v.getUint16(A.l4_csum_pseudo, true),
+    l4CsumPorts: v.getUint16(A.l4_csum_ports, true),
+    egressVlan: [v.getUint16(A.egress_vlan, true), v.getUint16(A.egress_vlan + 2, true)],
+    egressPppoeSid: v.getUint16(A.egress_pppoe_sid, false),
+  };
+}
+
+export function decodeStats(buf: Uint8Array, off = 0): FlowStats {
+  const v = view(buf);
+  const dir = (i: number): FlowDirStats => ({
+    packets: v.getBigUint64(off + S.dir + i * 16, true),
+    bytes: v.getBigUint64(off + S.dir + i * 16 + 8, true),
+  });
+  return {
+    dir: [dir(0), dir(1)],
+    lastSeenNs: v.getBigUint64(off + S.last_seen_ns, true),
+    flags: v.getUint32(off + S.flags, true),
+  };
+}
+
+export function decodeEvent(buf: Uint8Array): FlowEvent {
+  const v = view(buf);
+  return {
+    type: v.getUint32(E.type, true),
+    connId: v.getUint32(E.conn_id, true),
+    key: decodeKey(buf, E.key),
+  };
+}
