@@ -95,4 +95,14 @@ struct flow_config {
 	__u64 heartbeat_ns;      /* CLOCK_MONOTONIC time of the daemon's last heartbeat */
 };
 
+/*
+ * Load-time parameters of the datapath: the BPF object declares one `volatile const struct
+ * offload_params` as the only variable of its .rodata section, and user space writes it before
+ * loading, so the verifier sees the values as constants.
+ */
+struct offload_params {
+	__u64 heartbeat_timeout_ns; /* pass every packet when the heartbeat is older; 0 = never */
+	__u64 notify_interval_ns;   /* at most one FLOW_EV_NEW per unknown flow per interval */
+};
+
 #endif /* FLOW_ABI_H */

@@ -32,6 +32,7 @@ export const LAYOUT = {
   flow_stats: { size: 48, members: { dir: 0, last_seen_ns: 32, flags: 40, pad: 44 } },
   flow_event: { size: 60, members: { type: 0, conn_id: 4, key: 8 } },
   flow_config: { size: 8, members: { heartbeat_ns: 0 } },
+  offload_params: { size: 16, members: { heartbeat_timeout_ns: 0, notify_interval_ns: 8 } },
 } as const;
 
 /** A 16-byte address as it stands in the packet; IPv4 uses the first 4 bytes, the rest is zero. */
@@ -199,4 +200,23 @@ export function decodeEvent(buf: Uint8Array): FlowEvent {
     connId: v.getUint32(E.conn_id, true),
     key: decodeKey(buf, E.key),
   };
+}
+
+export interface OffloadParams {
+  heartbeatTimeoutNs: bigint;
+  notifyIntervalNs: bigint;
+}
+
+export function encodeParams(p: OffloadParams): Uint8Array {
+  const buf = new Uint8Array(new ArrayBuffer(LAYOUT.offload_params.size));
+  const v = view(buf);
+  v.setBigUint64(LAYOUT.offload_params.members.heartbeat_timeout_ns, p.heartbeatTimeoutNs, true);
+  v.setBigUint64(LAYOUT.offload_params.members.notify_interval_ns, p.notifyIntervalNs, true);
+  return buf;
+}
+
+export function encodeConfig(heartbeatNs: bigint): Uint8Array {
+  const buf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_config.size));
+  view(buf).setBigUint64(LAYOUT.flow_config.members.heartbeat_ns, heartbeatNs, true);
+  return buf;
 }
