@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(clang llvm libbpf1 libbpf-dev libnetfilter-conntrack3 libmnl0 nftables conntrack
-      iproute2 iperf3 ethtool bpftool linux-libc-dev)
+      iproute2 iputils-ping iperf3 ethtool bpftool linux-libc-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -14,8 +14,11 @@ if ((${#missing[@]})); then
   [ "$(id -u)" = 0 ] || { echo "ensure-deps: need root to install: ${missing[*]}" >&2; exit 1; }
   echo "ensure-deps: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log=$(mktemp)
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"; echo "ensure-deps: apt-get failed" >&2; exit 1
+  fi
+  rm -f "$log"
 fi
 
 # npm install when node_modules is missing or older than the manifest.

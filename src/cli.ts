@@ -1,0 +1,76 @@
+// Command line: argument definitions and their validation. Every bad input becomes one
+// UsageError line; nothing here touches the system except reading interface names.
+import type { ArgsDef } from "citty";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
+import type { DaemonConfig, HookChoice } from "./daemon.ts";
+
+export class UsageError extends Error {}
+
+export const HOOKS = ["auto", "xdp", "xdp-native", "xdp-generic", "tc"] as const satisfies readonly HookChoice[];
+
+export const runArgs = {
+  hook: {
+    type: "string",
+    default: "auto",
+    description: "auto (native XDP, else TC) | xdp (native, else generic per device) | xdp-native | xdp-generic | tc",
+  },
+  "max-flows": { type: "string", default: "65536", description: "Size of the flow map (one entry per direction)" },
+  "tcp-timeout": { type: "string", default: "30", description: "Seconds without packets before a TCP flow goes back to the kernel" },
+  "udp-timeout": { type: "string", default: "30", description: "Seconds without packets before a UDP flow goes back to the kernel" },
+  "heartbeat-timeout": {
+    type: "string",
+    default: "5",
+    description: "Seconds without a daemon heartbeat after which the datapath passes every packet to the kernel",
+  },
+  "log-level": { type: "string", default: "info", description: LOG_LEVELS.join(" | ") },
+} as const satisfies ArgsDef;
+
+export interface RunOptions extends DaemonConfig {
+  logLevel: LogLevel;
+}
+
+type RawRunArgs = { [K in keyof typeof runArgs]: string } & { _: string[] };
+
+function integer(name: string, value: string, min: number, max: number): number {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, not "${value}"`);
+  }
+  return n;
+}
+
+/** Validates `run` arguments. `ifindexOf` returns 0 for an unknown interface. */
+export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number): RunOptions {
+  const interfaces = a._.map(String);
+  if (interfaces.length === 0) throw new UsageError("name at least one interface to offload, e.g. `run lan wan`");
+  for (const name of interfaces) {
+    if (!/^[^\s/:]{1,15}$/.test(name) || ifindexOf(name) === 0) throw new UsageError(`no such interface: ${name}`);
+  }
+  const dup = interfaces.find((n, i) => interfaces.indexOf(n) !== i);
+  if (dup) throw new UsageError(`interface named twice: ${dup}`);
+  if (!(HOOKS as readonly string[]).includes(a.hook)) {
+    throw new UsageError(`--hook must be one of ${HOOKS.join(", ")}, not "${a.hook}"`);
+  }
+  if (!(LOG_LEVELS as readonly string[]).includes(a["log-level"])) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${a["log-level"]}"`);
+  }
+  return {
+    interfaces,
+    hook: a.hook as HookChoice,
+    maxFlows: integer("max-flows", a["max-flows"], 16, 16_777_216),
+    tcpTimeoutS: integer("tcp-timeout", a["tcp-timeout"], 1, 86_400),
+    udpTimeoutS: integer("udp-timeout", a["udp-timeout"], 1, 86_400),
+    heartbeatTimeoutS: integer("heartbeat-timeout", a["heartbeat-timeout"], 1, 3600),
+    logLevel: a["log-level"] as LogLevel,
+  };
+}
+
+/** citty accepts any flag; an admin's typo must not be silently ignored. */
+export function rejectUnknownFlags(rawArgs: readonly string[], def: ArgsDef): void {
+  const known = new Set(Object.keys(def).concat(["help", "h"]));
+  for (const arg of rawArgs) {
+    if (arg === "--") break;
+    const m = /^--?([^=]+)/.exec(arg);
+    if (m?.[1] && !/^-\d/.test(arg) && !known.has(m[1])) throw new UsageError(`unknown option: ${arg.split("=")[0]}`);
+  }
+}

@@ -1,0 +1,336 @@
+// The flow table: which connections are offloaded, in which directions, and when they go back to
+// the kernel. It turns datapath events (new flow, FIN/RST) and conntrack events into flow map
+// updates, and sweeps the per-connection counters once a second to keep conntrack entries alive
+// and to hand idle connections back.
+import {
+  FLOW_STATS_CLOSING,
+  LAYOUT,
+  decodeStats,
+  encodeAction,
+  encodeKey,
+  type FlowKey,
+  type FlowStats,
+} from "./abi.ts";
+import { formatEndpoint, protoName } from "./addr.ts";
+import type { BpfMap } from "./bpf.ts";
+import { type Conntrack, type CtEntry, defaultTimeout, offloadable } from "./conntrack.ts";
+import type { Logger } from "./log.ts";
+import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
+import type { NextHop, Rtnl } from "./nexthop.ts";
+import { SlotAllocator } from "./slots.ts";
+
+export interface FlowTableOptions {
+  flows: BpfMap;
+  stats: BpfMap;
+  ct: Conntrack;
+  rtnl: Rtnl;
+  log: Logger;
+  /** Devices the datapath is attached to: only flows between them are offloaded. */
+  devices: ReadonlyMap<number, string>;
+  maxFlows: number;
+  tcpTimeoutMs: number;
+  udpTimeoutMs: number;
+}
+
+type Dir = 0 | 1;
+
+interface Conn {
+  id: number;
+  entry: CtEntry;
+  plans: readonly [DirectionPlan, DirectionPlan];
+  /** Installed flow key and egress per direction; null while a direction is not offloaded. */
+  dirs: [{ key: Uint8Array; iif: number; hop: NextHop } | null, { key: Uint8Array; iif: number; hop: NextHop } | null];
+  packets: bigint;
+  lastActive: number;
+  lastRefresh: number;
+  activeSinceRefresh: boolean;
+}
+
+/** A flow seen by the datapath whose conntrack entry is not offloadable yet (e.g. TCP handshake). */
+interface Pending {
+  iif: number;
+  since: number;
+}
+
+/** How long a pending flow waits for its conntrack entry to become offloadable. */
+const PENDING_MS = 30_000;
+/** How often a live connection's conntrack timeout is pushed forward. */
+const REFRESH_MS = 10_000;
+/** Slots of removed connections rest this long before reuse (see SlotAllocator). */
+const SLOT_REST_MS = 2_000;
+
+export function tupleId(t: Tuple): string {
+  return `${t.family}/${t.proto}/${t.src.join(".")}/${t.sport}/${t.dst.join(".")}/${t.dport}`;
+}
+
+export function keyTuple(k: FlowKey): Tuple {
+  return { family: k.family as 2 | 10, proto: k.proto, src: k.saddr, dst: k.daddr, sport: k.sport, dport: k.dport };
+}
+
+export function describeTuple(t: Tuple): string {
+  return `${protoName(t.proto)} ${formatEndpoint(t.family, t.src, t.sport)} -> ${formatEndpoint(t.family, t.dst, t.dport)}`;
+}
+
+export class FlowTable {
+  private readonly byTuple = new Map<string, Conn>();
+  private readonly byId = new Map<number, Conn>();
+  private readonly pending = new Map<string, Pending>();
+  private readonly slots: SlotAllocator;
+  private readonly statsBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
+  private readonly zeroStats = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
+  private readonly idBuf = new Uint8Array(new ArrayBuffer(4));
+  private fullWarned = false;
+
+  constructor(private readonly o: FlowTableOptions) {
+    this.slots = new SlotAllocator(o.maxFlows, SLOT_REST_MS);
+  }
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  /** The datapath saw a packet of a flow that is not in the flow map. */
+  onNewFlow(key: FlowKey): void {
+    const t = keyTuple(key);
+    const id = tupleId(t);
+    const conn = this.byTuple.get(id);
+    if (conn) {
+      // A direction arrived on another device than we guessed, or was not resolvable before.
+      const d = this.dirOf(conn.entry, id);
+      if (d !== null && conn.dirs[d]?.iif !== key.ifindex) this.installDirection(conn, d, key.ifindex);
+      return;
+    }
+    const entry = this.o.ct.get(t);
+    if (!entry) {
+      this.pending.set(id, { iif: key.ifindex, since: performance.now() });
+      return;
+    }
+    const d = this.dirOf(entry, id);
+    if (d === null) return;
+    this.tryOffload(entry, d, key.ifindex, id);
+  }
+
+  /** A conntrack NEW or UPDATE event. */
+  onConntrackChange(entry: CtEntry): void {
+    const origId = tupleId(entry.orig);
+    const conn = this.byTuple.get(origId);
+    if (conn) {
+      const check = offloadable(entry);
+      if (!check.ok) this.teardown(conn, `conntrack: ${check.reason}`);
+      else if (entry.mark !== conn.entry.mark) this.teardown(conn, "conntrack mark changed");
+      else conn.entry = entry;
+      return;
+    }
+    for (const d of [0, 1] as const) {
+      const id = d === 0 ? origId : tupleId(entry.reply);
+      const p = this.pending.get(id);
+      if (p) this.tryOffload(entry, d, p.iif, id);
+    }
+  }
+
+  /** A conntrack DESTROY event. */
+  onConntrackDestroy(entry: CtEntry): void {
+    const conn = this.byTuple.get(tupleId(entry.orig));
+    if (conn) this.teardown(conn, "conntrack entry destroyed");
+    this.pending.delete(tupleId(entry.orig));
+    this.pending.delete(tupleId(entry.reply));
+  }
+
+  /** The datapath saw FIN or RST on an offloaded connection. */
+  onClosing(connId: number): void {
+    const conn = this.byId.get(connId);
+    if (conn) this.teardown(conn, "FIN/RST");
+  }
+
+  private dirOf(entry: CtEntry, id: string): Dir | null {
+    if (tupleId(entry.orig) === id) return 0;
+    if (tupleId(entry.reply) === id) return 1;
+    return null;
+  }
+
+  private tryOffload(entry: CtEntry, d: Dir, iif: number, id: string): void {
+    const check = offloadable(entry);
+    if (!check.ok) {
+      if (!this.pending.has(id)) this.o.log.debug(`not offloaded yet: ${describeTuple(d === 0 ? entry.orig : entry.reply)}: ${check.reason}`);
+      this.pending.set(id, { iif, since: this.pending.get(id)?.since ?? performance.now() });
+      return;
+    }
+    this.pending.delete(id);
+    const plans = [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const;
+    const hop = this.resolve(plans[d], iif, entry.mark);
+    if (!hop) return;
+    const slot = this.slots.alloc();
+    if (slot === null) return this.warnFull();
+    this.o.stats.update(this.u32(slot), this.zeroStats);
+    const now = performance.now();
+    const conn: Conn = {
+      id: slot, entry, plans, dirs: [null, null],
+      packets: 0n, lastActive: now, lastRefresh: now, activeSinceRefresh: false,
+    };
+    // Before the first packet takes the fast path: relax TCP window tracking as the kernel
+    // flowtable does, so packets that return to the kernel later are not judged INVALID.
+    this.o.ct.setOffloaded(entry);
+    this.o.ct.refresh(entry, defaultTimeout(entry));
+    this.byId.set(slot, conn);
+    this.byTuple.set(tupleId(entry.orig), conn);
+    this.byTuple.set(tupleId(entry.reply), conn);
+    if (!this.install(conn, d, iif, hop)) {
+      this.teardown(conn, "flow map full");
+      return this.warnFull();
+    }
+    // The other direction most likely arrives on the device this one leaves by; if not, its
+    // first packet reports the real device and onNewFlow fixes it up.
+    const other: Dir = d === 0 ? 1 : 0;
+    const otherPending = this.pending.get(tupleId(plans[other].match));
+    this.pending.delete(tupleId(plans[other].match));
+    this.installDirection(conn, other, otherPending?.iif ?? hop.oif);
+  }
+
+  private installDirection(conn: Conn, d: Dir, iif: number): void {
+    const hop = this.resolve(conn.plans[d], iif, conn.entry.mark);
+    if (hop && !this.install(conn, d, iif, hop)) this.warnFull();
+  }
+
+  /**
+   * Resolves a direction's next hop as the kernel would route it; null when not offloadable.
+   * The datapath cannot see the packet mark that policy routing uses; the conntrack mark stands in
+   * for it (setups like mwan3 restore it into the packet mark; it is 0 where nothing uses marks).
+   */
+  private resolve(plan: DirectionPlan, iif: number, mark: number): NextHop | null {
+    if (!this.o.devices.has(iif)) return null;
+    const m = plan.match;
+    // The kernel routes in prerouting, after destination NAT and before source NAT.
+    const r = this.o.rtnl.resolve({
+      family: m.family, iif, src: m.src, dst: plan.daddr, proto: m.proto,
+      sport: m.sport, dport: plan.dport, mark,
+    });
+    if (!r.ok) {
+      this.o.log.debug(`not offloaded: ${describeTuple(m)}: ${r.reason}`);
+      return null;
+    }
+    if (!this.o.devices.has(r.hop.oif)) {
+      this.o.log.debug(`not offloaded: ${describeTuple(m)}: egress ifindex ${r.hop.oif} is not an offloaded device`);
+      return null;
+    }
+    return r.hop;
+  }
+
+  private install(conn: Conn, d: Dir, iif: number, hop: NextHop): boolean {
+    const plan = conn.plans[d];
+    const m = plan.match;
+    const key = encodeKey({
+      ifindex: iif, family: m.family, proto: m.proto, dsaPort: 0, vlan: [0, 0], pppoeSid: 0,
+      sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
+    });
+    const action = encodeAction({
+      outIfindex: hop.oif, connId: conn.id, dir: d, flags: 0, mtu: hop.mtu, dmac: hop.dmac, smac: hop.smac,
+      saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
+      l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
+      egressVlan: [0, 0], egressPppoeSid: 0,
+    });
+    const old = conn.dirs[d];
+    try {
+      this.o.flows.update(key, action);
+    } catch (e) {
+      this.o.log.debug(`flow map update failed: ${(e as Error).message}`);
+      return false;
+    }
+    if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
+    conn.dirs[d] = { key, iif, hop };
+    this.o.log.info(`offloaded ${describeTuple(m)}${natNote(plan)} ${this.dev(iif)} -> ${this.dev(hop.oif)}`);
+    return true;
+  }
+
+  /** Removes a connection from the fast path; its next packets take the kernel path. */
+  private teardown(conn: Conn, reason: string): void {
+    for (const dir of conn.dirs) if (dir) this.o.flows.delete(dir.key);
+    const stats = this.readStats(conn.id);
+    this.byId.delete(conn.id);
+    this.byTuple.delete(tupleId(conn.entry.orig));
+    this.byTuple.delete(tupleId(conn.entry.reply));
+    this.slots.release(conn.id);
+    const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
+    this.o.log.info(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
+  }
+
+  /** Once a second: keep live conntrack entries alive, hand back idle and closing connections. */
+  sweep(): void {
+    const now = performance.now();
+    for (const conn of [...this.byId.values()]) {
+      const s = this.readStats(conn.id);
+      if (!s) continue;
+      if (s.flags & FLOW_STATS_CLOSING) {
+        this.teardown(conn, "FIN/RST");
+        continue;
+      }
+      const packets = s.dir[0].packets + s.dir[1].packets;
+      if (packets !== conn.packets) {
+        conn.packets = packets;
+        conn.lastActive = now;
+        conn.activeSinceRefresh = true;
+      }
+      const idleMs = conn.entry.orig.proto === 6 ? this.o.tcpTimeoutMs : this.o.udpTimeoutMs;
+      if (now - conn.lastActive > idleMs) {
+        this.teardown(conn, "idle");
+        continue;
+      }
+      if (conn.activeSinceRefresh && now - conn.lastRefresh >= REFRESH_MS) {
+        conn.lastRefresh = now;
+        conn.activeSinceRefresh = false;
+        if (!this.o.ct.refresh(conn.entry, defaultTimeout(conn.entry))) this.teardown(conn, "conntrack entry gone");
+      }
+    }
+    for (const [id, p] of this.pending) if (now - p.since > PENDING_MS) this.pending.delete(id);
+  }
+
+  /** One line per offloaded connection, for SIGUSR1 and the demo. */
+  describe(): string[] {
+    const now = performance.now();
+    return [...this.byId.values()].map((c) => {
+      const s = this.readStats(c.id);
+      const dirs = ([0, 1] as const).map((d) => {
+        const x = c.dirs[d];
+        const st = s?.dir[d];
+        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.dev(x.iif)}->${this.dev(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
+      });
+      const idle = Math.round((now - c.lastActive) / 1000);
+      return `${describeTuple(c.entry.orig)}${natNote(c.plans[0])} ${dirs.join(" ")} idle=${idle}s`;
+    });
+  }
+
+  /** Removes every flow (shutdown). */
+  clear(reason: string): void {
+    for (const conn of [...this.byId.values()]) this.teardown(conn, reason);
+    this.pending.clear();
+  }
+
+  private readStats(id: number): FlowStats | null {
+    return this.o.stats.lookup(this.u32(id), this.statsBuf) ? decodeStats(this.statsBuf) : null;
+  }
+
+  private u32(n: number): Uint8Array {
+    new DataView(this.idBuf.buffer).setUint32(0, n, true);
+    return this.idBuf;
+  }
+
+  private dev(ifindex: number): string {
+    return this.o.devices.get(ifindex) ?? `if${ifindex}`;
+  }
+
+  private warnFull(): void {
+    if (this.fullWarned) return;
+    this.fullWarned = true;
+    this.o.log.warn(`flow table full (${this.o.maxFlows} flows): new flows stay on the kernel path; raise --max-flows`);
+  }
+}
+
+function natNote(p: DirectionPlan): string {
+  const parts: string[] = [];
+  if (p.snat) parts.push(`snat ${formatEndpoint(p.match.family, p.saddr, p.sport)}`);
+  if (p.dnat) parts.push(`dnat ${formatEndpoint(p.match.family, p.daddr, p.dport)}`);
+  return parts.length ? ` (${parts.join(", ")})` : "";
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}

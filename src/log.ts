@@ -1,0 +1,34 @@
+// Leveled logging to stderr, one line per message: procd hands stderr to logd, systemd to the
+// journal, and both add their own timestamps.
+
+export const LOG_LEVELS = ["error", "warn", "info", "debug"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export class Logger {
+  private readonly rank: number;
+
+  constructor(level: LogLevel) {
+    this.rank = LOG_LEVELS.indexOf(level);
+  }
+
+  enabled(level: LogLevel): boolean {
+    return LOG_LEVELS.indexOf(level) <= this.rank;
+  }
+
+  private write(level: LogLevel, msg: string): void {
+    if (this.enabled(level)) process.stderr.write(`${level}: ${msg}\n`);
+  }
+
+  error(msg: string): void {
+    this.write("error", msg);
+  }
+  warn(msg: string): void {
+    this.write("warn", msg);
+  }
+  info(msg: string): void {
+    this.write("info", msg);
+  }
+  debug(msg: string): void {
+    this.write("debug", msg);
+  }
+}

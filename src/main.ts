@@ -1,0 +1,60 @@
+// ebpf-offloader entry point.
+import { defineCommand, runCommand, showUsage } from "citty";
+import pkg from "../package.json" with { type: "json" };
+import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "./cli.ts";
+import { Logger } from "./log.ts";
+
+// Bare library names must never resolve to files in the working directory (see ffi/).
+process.chdir("/");
+
+const run = defineCommand({
+  meta: { name: "run", description: "Offload forwarded connections between the given interfaces (foreground)" },
+  args: runArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(rawArgs, runArgs);
+    if (process.getuid?.() !== 0) throw new UsageError("must run as root (loading BPF and reading conntrack need CAP_BPF, CAP_NET_ADMIN)");
+    const { ifNameToIndex } = await import("../ffi/libc.ts");
+    const opts = parseRunArgs(args, ifNameToIndex);
+    const log = new Logger(opts.logLevel);
+    const { Daemon } = await import("./daemon.ts");
+    const daemon = await Daemon.start(opts, log);
+    log.info(`ebpf-offloader ${pkg.version} running on ${opts.interfaces.join(", ")}`);
+    const stop = (sig: string) => {
+      log.info(`${sig}: stopping`);
+      daemon.stop();
+      process.exit(0);
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGUSR1", () => {
+      const lines = daemon.describe();
+      log.info(`${lines.length} connection(s) offloaded`);
+      for (const l of lines) log.info(`  ${l}`);
+    });
+  },
+});
+
+const main = defineCommand({
+  meta: { name: "ebpf-offloader", version: pkg.version, description: "XDP/TC fast path for connections netfilter has accepted" },
+  subCommands: { run },
+});
+
+const argv = process.argv.slice(2);
+try {
+  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h") {
+    await showUsage(main);
+  } else if (argv[0] === "--version" || argv[0] === "-v") {
+    console.log(pkg.version);
+  } else if (argv.includes("--help") || argv.includes("-h")) {
+    if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]}`);
+    await showUsage(run, main);
+  } else {
+    if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]} (try --help)`);
+    await runCommand(main, { rawArgs: argv });
+  }
+} catch (e) {
+  // One line, no stack: the message says what is wrong and what to do.
+  const msg = (e as Error).message.replace(/\x1b\[[0-9;]*m/g, "");
+  console.error(`ebpf-offloader: ${msg}`);
+  process.exit(e instanceof UsageError ? 2 : 1);
+}

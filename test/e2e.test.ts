@@ -1,0 +1,168 @@
+// End to end through a real NAT router in network namespaces: the offloader must carry
+// established connections past the router's forward chain, with the same result as the kernel.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
+import { Offloader } from "./offloader.ts";
+
+const FIX = `${import.meta.dir}/fixtures`;
+const BUN = process.execPath;
+
+interface TcpResult {
+  sent: string;
+  reply: { sha256: string; bytes: number; peer: string };
+}
+
+/** Reads a child's stdout: first up to a line matching a pattern, later the rest. */
+class Output {
+  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly dec = new TextDecoder();
+  private buf = "";
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.reader = stream.getReader();
+  }
+
+  async waitLine(re: RegExp): Promise<string> {
+    for (;;) {
+      const line = this.buf.split("\n").find((l) => re.test(l));
+      if (line) return line;
+      const { value, done } = await this.reader.read();
+      if (done) throw new Error(`output ended before ${re}: ${this.buf}`);
+      this.buf += this.dec.decode(value);
+    }
+  }
+
+  /** The last line of the whole output. */
+  async lastLine(): Promise<string> {
+    for (;;) {
+      const { value, done } = await this.reader.read();
+      if (done) return this.buf.trim().split("\n").pop() ?? "";
+      this.buf += this.dec.decode(value);
+    }
+  }
+}
+
+/** Starts the TCP client, waits until its connection is offloaded in both directions. */
+async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number) {
+  const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)], { stdin: "pipe" });
+  const out = new Output(proc.stdout);
+  await out.waitLine(/^ready/);
+  await off.waitFor(/offloaded tcp .*:5201 .*lan -> wan/, 5000);
+  await off.waitFor(/offloaded tcp .*:5201 -> .* wan -> lan/, 5000);
+  const go = async (): Promise<TcpResult> => {
+    proc.stdin.write("go\n");
+    proc.stdin.flush();
+    const last = await out.lastLine();
+    expect(await proc.exited).toBe(0);
+    return JSON.parse(last) as TcpResult;
+  };
+  return { go };
+}
+
+describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --hook %s", (hook) => {
+  let lab: Lab;
+  const servers: { kill(): void }[] = [];
+
+  beforeAll(async () => {
+    removeStaleLabs("eo");
+    lab = new Lab().create();
+    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
+    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]));
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    lab?.destroy();
+  });
+
+  for (const family of [4, 6] as const) {
+    test(`TCP over IPv${family}: offloaded, intact, NATed, handed back on FIN`, async () => {
+      const host = family === 4 ? ADDR.server4 : ADDR.server6;
+      const routerWan = family === 4 ? ADDR.routerWan4 : ADDR.routerWan6;
+      const off = new Offloader(lab, ["lan", "wan", "--hook", hook, "--log-level", "debug"]);
+      try {
+        await off.waitFor(/running on/);
+        const client = await startTcpClient(lab, off, host, 48);
+        const before = lab.forwardedPackets();
+        const res = await client.go();
+        expect(res.reply.sha256).toBe(res.sent);
+        expect(res.reply.bytes).toBe(48 * 1024 * 1024 + 1024);
+        expect(res.reply.peer.replace(/^::ffff:/, "")).toBe(routerWan);
+        const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+(\d+) packets: FIN\/RST/, 5000);
+        // 48 MiB is over 30,000 segments: nearly all of them must have bypassed the forward chain,
+        // which sees only the FIN exchange after the hand-back.
+        expect(Number(m[1])).toBeGreaterThan(30_000);
+        expect(Number(m[2])).toBeGreaterThan(1_000);
+        expect(lab.forwardedPackets() - before).toBeLessThan(20);
+        expect(lab.invalidPackets()).toBe(0);
+        // Conntrack saw the close: the entry left ESTABLISHED.
+        await Bun.sleep(200);
+        const ct = lab.conntrack(["-p", "tcp", "--dport", "5201", "-f", family === 4 ? "ipv4" : "ipv6"]);
+        expect(ct).toMatch(/TIME_WAIT|CLOSE|LAST_ACK|FIN_WAIT|CLOSE_WAIT/);
+        expect(ct).not.toMatch(/ESTABLISHED/);
+      } finally {
+        expect(await off.stop()).toBe(0);
+      }
+    });
+  }
+
+  test("UDP: offloaded in both directions after the first packets", async () => {
+    const off = new Offloader(lab, ["lan", "wan", "--hook", hook, "--log-level", "debug"]);
+    try {
+      await off.waitFor(/running on/);
+      const client = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "3000"], { stdin: "pipe" });
+      const out = new Output(client.stdout);
+      await out.waitLine(/^ready/);
+      await off.waitFor(/offloaded udp .*:7001 .*lan -> wan/, 5000);
+      await off.waitFor(/offloaded udp .*:7001 -> .* wan -> lan/, 5000);
+      const before = lab.forwardedPackets();
+      client.stdin.write("go\n");
+      client.stdin.flush();
+      const res = JSON.parse(await out.lastLine()) as { sent: number; received: number };
+      expect(res.received).toBe(res.sent);
+      expect(lab.forwardedPackets() - before).toBe(0);
+      off.kill("SIGUSR1");
+      const m = await off.waitFor(/udp \S+ -> \S+:7001 .*orig lan->wan packets=(\d+) .*reply wan->lan packets=(\d+)/);
+      expect(Number(m[1])).toBeGreaterThanOrEqual(3000);
+      expect(Number(m[2])).toBeGreaterThanOrEqual(3000);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  });
+});
+
+describe("fail open", () => {
+  let lab: Lab;
+  let sink: { kill(): void };
+
+  beforeAll(async () => {
+    lab = new Lab().create();
+    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    sink?.kill();
+    lab?.destroy();
+  });
+
+  test("SIGKILL of the daemon mid-transfer: the transfer completes through the kernel", async () => {
+    const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native"]);
+    await off.waitFor(/running on/);
+    const client = await startTcpClient(lab, off, ADDR.server4, 256);
+    const result = client.go();
+    await Bun.sleep(100);
+    off.kill("SIGKILL");
+    await off.stop();
+    const atKill = lab.forwardedPackets();
+    const res = await result;
+    // The kill came mid-transfer: the rest of it went through the kernel's forward chain.
+    expect(lab.forwardedPackets() - atKill).toBeGreaterThan(1000);
+    expect(res.reply.sha256).toBe(res.sent);
+    expect(res.reply.bytes).toBe(256 * 1024 * 1024 + 1024);
+    // The XDP link died with the process: nothing is left attached to the router's devices.
+    expect(lab.exec(lab.router, ["ip", "-d", "link", "show", "lan"])).not.toMatch(/xdp/);
+    expect(lab.invalidPackets()).toBe(0);
+  });
+});
