@@ -1,0 +1,46 @@
+import { describe, expect, test } from "bun:test";
+import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "../src/cli.ts";
+
+const ifindex = (name: string) => ({ lan: 2, wan: 3 })[name] ?? 0;
+const defaults = {
+  hook: "auto", "max-flows": "65536", "tcp-timeout": "30", "udp-timeout": "30",
+  "heartbeat-timeout": "5", "log-level": "info",
+};
+const parse = (over: Partial<typeof defaults> & { _?: string[] }) =>
+  parseRunArgs({ ...defaults, _: ["lan", "wan"], ...over }, ifindex);
+
+describe("run arguments", () => {
+  test("defaults", () => {
+    expect(parse({})).toEqual({
+      interfaces: ["lan", "wan"], hook: "auto", maxFlows: 65536, tcpTimeoutS: 30, udpTimeoutS: 30,
+      heartbeatTimeoutS: 5, logLevel: "info",
+    });
+  });
+
+  test.each([
+    [{ _: [] }, "name at least one interface"],
+    [{ _: ["lan", "eth9"] }, "no such interface: eth9"],
+    [{ _: ["lan", "lan"] }, "interface named twice: lan"],
+    [{ _: ["a/b"] }, "no such interface: a/b"],
+    [{ hook: "xdp-offload" }, '--hook must be one of auto, xdp, xdp-native, xdp-generic, tc, not "xdp-offload"'],
+    [{ "max-flows": "0" }, "--max-flows must be a whole number from 16"],
+    [{ "max-flows": "1e6" }, "--max-flows must be a whole number"],
+    [{ "tcp-timeout": "-1" }, "--tcp-timeout must be a whole number"],
+    [{ "udp-timeout": "" }, "--udp-timeout must be a whole number"],
+    [{ "log-level": "verbose" }, "--log-level must be one of error, warn, info, debug"],
+  ])("rejects %j", (over, message) => {
+    expect(() => parse(over)).toThrow(UsageError);
+    expect(() => parse(over)).toThrow(message);
+  });
+});
+
+describe("unknown flags", () => {
+  test("known flags, values and negative numbers pass", () => {
+    expect(() => rejectUnknownFlags(["run", "lan", "--hook", "tc", "--max-flows=1024", "--log-level", "debug"], runArgs)).not.toThrow();
+  });
+
+  test("a typo is an error naming the flag", () => {
+    expect(() => rejectUnknownFlags(["run", "lan", "--max-flow=10"], runArgs)).toThrow("unknown option: --max-flow");
+    expect(() => rejectUnknownFlags(["run", "-x"], runArgs)).toThrow("unknown option: -x");
+  });
+});
