@@ -25,7 +25,7 @@ process.on("SIGINT", () => {
 
 async function tcp(host: string, mib: number): Promise<{ seconds: number; ok: boolean }> {
   const t0 = performance.now();
-  const p = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)], { stdin: "pipe" });
+  const p = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
   const out = new Response(p.stdout).text();
   await Bun.sleep(300);
   p.stdin.write("go\n");
@@ -37,8 +37,8 @@ async function tcp(host: string, mib: number): Promise<{ seconds: number; ok: bo
 
 try {
   say(`lab: client ${ADDR.client4} -- [lan] router (nftables masquerade) [wan] -- server ${ADDR.server4}`);
-  children.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"], { stdout: "ignore" }));
-  children.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"], { stdout: "ignore" }));
+  children.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
+  children.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]));
   await Bun.sleep(300);
 
   say("1. kernel path only: 256 MiB over TCP");
@@ -60,7 +60,7 @@ try {
 
   say("3. the same 256 MiB over TCP, IPv4 and IPv6, and a UDP stream, with the offloader");
   fwd = lab.forwardedPackets();
-  const udp = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "4000"], { stdin: "pipe" });
+  const udp = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "4000"]);
   const udpOut = new Response(udp.stdout).text();
   await Bun.sleep(300);
   udp.stdin.write("go\n");

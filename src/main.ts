@@ -1,5 +1,5 @@
 // ebpf-offloader entry point.
-import { defineCommand, runCommand, showUsage } from "citty";
+import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
 import pkg from "../package.json" with { type: "json" };
 import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "./cli.ts";
 import { Logger } from "./log.ts";
@@ -47,7 +47,7 @@ try {
     console.log(pkg.version);
   } else if (argv.includes("--help") || argv.includes("-h")) {
     if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]}`);
-    await showUsage(run, main);
+    await showUsage(run as CommandDef, main);
   } else {
     if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]} (try --help)`);
     await runCommand(main, { rawArgs: argv });

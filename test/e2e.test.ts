@@ -14,19 +14,19 @@ interface TcpResult {
 
 /** Reads a child's stdout: first up to a line matching a pattern, later the rest. */
 class Output {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly chunks: AsyncIterator<Uint8Array>;
   private readonly dec = new TextDecoder();
   private buf = "";
 
   constructor(stream: ReadableStream<Uint8Array>) {
-    this.reader = stream.getReader();
+    this.chunks = stream[Symbol.asyncIterator]();
   }
 
   async waitLine(re: RegExp): Promise<string> {
     for (;;) {
       const line = this.buf.split("\n").find((l) => re.test(l));
       if (line) return line;
-      const { value, done } = await this.reader.read();
+      const { value, done } = await this.chunks.next();
       if (done) throw new Error(`output ended before ${re}: ${this.buf}`);
       this.buf += this.dec.decode(value);
     }
@@ -35,7 +35,7 @@ class Output {
   /** The last line of the whole output. */
   async lastLine(): Promise<string> {
     for (;;) {
-      const { value, done } = await this.reader.read();
+      const { value, done } = await this.chunks.next();
       if (done) return this.buf.trim().split("\n").pop() ?? "";
       this.buf += this.dec.decode(value);
     }
@@ -44,7 +44,7 @@ class Output {
 
 /** Starts the TCP client, waits until its connection is offloaded in both directions. */
 async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number) {
-  const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)], { stdin: "pipe" });
+  const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
   const out = new Output(proc.stdout);
   await out.waitLine(/^ready/);
   await off.waitFor(/offloaded tcp .*:5201 .*lan -> wan/, 5000);
@@ -111,7 +111,7 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
     const off = new Offloader(lab, ["lan", "wan", "--hook", hook, "--log-level", "debug"]);
     try {
       await off.waitFor(/running on/);
-      const client = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "3000"], { stdin: "pipe" });
+      const client = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "3000"]);
       const out = new Output(client.stdout);
       await out.waitLine(/^ready/);
       await off.waitFor(/offloaded udp .*:7001 .*lan -> wan/, 5000);

@@ -9,6 +9,8 @@
 // OpenWrt's fw4 does, and counts what its forward chain sees. Namespace names are unique per lab,
 // so several labs and leftovers of crashed runs never collide; destroy() removes everything.
 
+import type { Subprocess } from "bun";
+
 export interface LabOptions {
   /** Namespace name prefix; a random suffix is added. */
   prefix?: string;
@@ -133,13 +135,9 @@ export class Lab {
     return sh(["ip", "netns", "exec", ns, ...cmd], opts);
   }
 
-  /** Starts a long-running process inside a namespace. */
-  spawn(ns: string, cmd: string[], opts: { stdout?: "pipe" | "inherit" | "ignore"; stderr?: "pipe" | "inherit" | "ignore" } = {}) {
-    return Bun.spawn(["ip", "netns", "exec", ns, ...cmd], {
-      stdout: opts.stdout ?? "pipe",
-      stderr: opts.stderr ?? "pipe",
-      stdin: "ignore",
-    });
+  /** Starts a long-running process inside a namespace, with pipes for stdin, stdout, stderr. */
+  spawn(ns: string, cmd: string[]): Subprocess<"pipe", "pipe", "pipe"> {
+    return Bun.spawn(["ip", "netns", "exec", ns, ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   }
 
   /** Conntrack entries of the router, as `conntrack -L` prints them. */

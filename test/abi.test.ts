@@ -1,0 +1,70 @@
+// src/abi.ts LAYOUT against the BTF of the compiled datapath (build/offload.bpf.o): every struct's
+// size and member offsets, and `params` as the only variable of .rodata at offset 0 (BpfObject
+// writes the load-time parameters there).
+import { beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { LAYOUT } from "../src/abi.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const OBJECT = join(ROOT, "build", "offload.bpf.o");
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name?: string;
+  size?: number;
+  type_id?: number;
+  members?: { name: string; bits_offset: number }[];
+  vars?: { type_id: number; offset: number; size: number }[];
+}
+
+let types: BtfType[] = [];
+
+function run(cmd: string[]): string {
+  const r = Bun.spawnSync(cmd, { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr.toString().trim()}`);
+  return r.stdout.toString();
+}
+
+function byId(id: number): BtfType {
+  const t = types.find((x) => x.id === id);
+  if (!t) throw new Error(`BTF type ${id} missing`);
+  return t;
+}
+
+/** Follows const/volatile/typedef to the underlying type. */
+function resolve(id: number): BtfType {
+  let t = byId(id);
+  while ((t.kind === "CONST" || t.kind === "VOLATILE" || t.kind === "TYPEDEF") && t.type_id !== undefined) {
+    t = byId(t.type_id);
+  }
+  return t;
+}
+
+beforeAll(() => {
+  run([process.execPath, "build.ts", "--bpf-only"]);
+  types = (JSON.parse(run(["bpftool", "btf", "dump", "file", OBJECT, "-j"])) as { types: BtfType[] }).types;
+});
+
+for (const [name, layout] of Object.entries(LAYOUT)) {
+  test(`struct ${name}: size and member offsets match the BTF`, () => {
+    const structs = types.filter((t) => t.kind === "STRUCT" && t.name === name);
+    expect(structs).toHaveLength(1);
+    const s = structs[0] as BtfType;
+    const offsets = Object.fromEntries((s.members ?? []).map((m) => [m.name, m.bits_offset / 8]));
+    expect({ size: s.size, members: offsets }).toEqual({ size: layout.size, members: { ...layout.members } });
+  });
+}
+
+test("params is the only variable of .rodata, at offset 0, a struct offload_params", () => {
+  const rodata = types.filter((t) => t.kind === "DATASEC" && t.name === ".rodata");
+  expect(rodata).toHaveLength(1);
+  const vars = rodata[0]?.vars ?? [];
+  expect(vars).toHaveLength(1);
+  const v = vars[0] as { type_id: number; offset: number; size: number };
+  const variable = byId(v.type_id);
+  expect(variable.name).toBe("params");
+  expect(v.offset).toBe(0);
+  expect(v.size).toBe(LAYOUT.offload_params.size);
+  expect(resolve(variable.type_id ?? 0)).toMatchObject({ kind: "STRUCT", name: "offload_params" });
+});

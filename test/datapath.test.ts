@@ -1,0 +1,629 @@
+// The datapath (bpf/offload.bpf.c) run on packets by the kernel (BPF_PROG_TEST_RUN), XDP and TC
+// alike: every case runs through both programs. A forwarded frame must equal, byte for byte, the
+// frame the independent builder in packet.ts makes with the NAT'ed fields and fully recomputed
+// checksums; anything odd must come back with the "pass" verdict and untouched.
+import { afterAll, beforeEach, describe, expect, test } from "bun:test";
+import { monotonicNs } from "../ffi/libc.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  FLOW_ACT_DROP,
+  FLOW_EV_CLOSING,
+  FLOW_EV_NEW,
+  FLOW_STATS_CLOSING,
+  LAYOUT,
+  decodeEvent,
+  decodeStats,
+  encodeAction,
+  encodeConfig,
+  encodeKey,
+  encodeParams,
+  type FlowAction,
+  type FlowEvent,
+  type FlowKey,
+  type FlowStats,
+} from "../src/abi.ts";
+import { BpfObject, RingBuffer, testRun, type BpfMap, type TestRunResult } from "../src/bpf.ts";
+import {
+  ETH_P_ARP,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  IPV6_DSTOPTS,
+  IPV6_HOPOPTS,
+  PROTO_TCP,
+  PROTO_UDP,
+  TCP_ACK,
+  TCP_FIN,
+  TCP_PSH,
+  TCP_RST,
+  TCP_SYN,
+  addr16,
+  buildFrame,
+  checksumsValid,
+  hex,
+  parseFrame,
+  parseIp,
+  parseMac,
+  type FrameSpec,
+} from "./packet.ts";
+
+const OBJECT_PATH = `${import.meta.dir}/../build/offload.bpf.o`;
+/** The loopback device: a test run needs a real device to name as the ingress. */
+const INGRESS_IFINDEX = 1;
+/** Never used to transmit: a test run returns the redirect verdict without sending. */
+const OUT_IFINDEX = 42;
+const ROUTER_MAC = "02:00:00:00:00:01";
+const CLIENT_MAC = "02:00:00:00:00:02";
+const NEXT_HOP_MAC = "02:00:00:00:00:03";
+const EGRESS_MAC = "02:00:00:00:00:04";
+const MAX_CONNS = 1024;
+const HEARTBEAT_TIMEOUT_NS = 5_000_000_000n;
+const NOTIFY_INTERVAL_NS = 1_000_000_000n;
+
+// ---- The two hooks ----
+
+interface Hook {
+  name: string;
+  prog: string;
+  pass: number;
+  drop: number;
+  redirect: number;
+  /** Only the TC program sees GSO packets (skb->gso_size). */
+  gso: boolean;
+  /** The test-run context: the ingress device (and TC's GSO size). */
+  ctx(frameLen: number, gsoSize: number): Uint8Array;
+}
+
+const HOOKS: Hook[] = [
+  {
+    name: "XDP",
+    prog: "offload_xdp",
+    pass: 2, // XDP_PASS
+    drop: 1, // XDP_DROP
+    redirect: 4, // XDP_REDIRECT
+    gso: false,
+    ctx(frameLen) {
+      // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
+      const md = new Uint8Array(24);
+      const v = new DataView(md.buffer);
+      v.setUint32(4, frameLen, true);
+      v.setUint32(12, INGRESS_IFINDEX, true);
+      return md;
+    },
+  },
+  {
+    name: "TC",
+    prog: "offload_tc",
+    pass: 0, // TC_ACT_OK
+    drop: 2, // TC_ACT_SHOT
+    redirect: 7, // TC_ACT_REDIRECT
+    gso: true,
+    ctx(_frameLen, gsoSize) {
+      // struct __sk_buff (192 bytes): ingress_ifindex at 36, gso_size at 176 (offsets from BTF)
+      const skb = new Uint8Array(192);
+      const v = new DataView(skb.buffer);
+      v.setUint32(36, INGRESS_IFINDEX, true);
+      v.setUint32(176, gsoSize, true);
+      return skb;
+    },
+  },
+];
+
+// ---- The loaded object ----
+
+function u32(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+}
+
+class Datapath {
+  readonly obj: BpfObject;
+  private readonly flows: BpfMap;
+  private readonly stats: BpfMap;
+  private readonly notified: BpfMap;
+  private readonly config: BpfMap;
+  private readonly ring: RingBuffer;
+  private readonly received: FlowEvent[] = [];
+  private readonly statsBuf = new Uint8Array(LAYOUT.flow_stats.size);
+
+  constructor(image: Uint8Array) {
+    this.obj = BpfObject.open(image, {
+      maxEntries: { flows: MAX_CONNS, flow_stats: MAX_CONNS },
+      params: encodeParams({ heartbeatTimeoutNs: HEARTBEAT_TIMEOUT_NS, notifyIntervalNs: NOTIFY_INTERVAL_NS }),
+    });
+    this.obj.load();
+    this.flows = this.obj.map("flows");
+    this.stats = this.obj.map("flow_stats");
+    this.notified = this.obj.map("flow_notified");
+    this.config = this.obj.map("flow_config");
+    this.ring = new RingBuffer(this.obj.map("flow_events"), (s) => this.received.push(decodeEvent(s)));
+  }
+
+  run(hook: Hook, frame: Uint8Array, gsoSize = 0): TestRunResult {
+    return testRun(this.obj.programFd(hook.prog), frame, { ctxIn: hook.ctx(frame.length, gsoSize) });
+  }
+
+  heartbeat(ns: bigint = monotonicNs()): void {
+    this.config.update(u32(0), encodeConfig(ns));
+  }
+
+  install(flow: Flow): void {
+    this.flows.update(encodeKey(flow.key), encodeAction(flow.action));
+    if (flow.action.connId < MAX_CONNS) this.stats.update(u32(flow.action.connId), new Uint8Array(LAYOUT.flow_stats.size));
+  }
+
+  connStats(connId: number): FlowStats {
+    expect(this.stats.lookup(u32(connId), this.statsBuf)).toBe(true);
+    return decodeStats(this.statsBuf);
+  }
+
+  /** Rewinds a key's last FLOW_EV_NEW time, as if the notify interval had passed. */
+  setNotified(key: FlowKey, ns: bigint): void {
+    const v = new Uint8Array(8);
+    new DataView(v.buffer).setBigUint64(0, ns, true);
+    this.notified.update(encodeKey(key), v);
+  }
+
+  /** Events emitted since the last call. */
+  events(): FlowEvent[] {
+    this.ring.poll(0);
+    return this.received.splice(0);
+  }
+
+  close(): void {
+    this.ring.close();
+    this.obj.close();
+  }
+}
+
+const dp = new Datapath(await Bun.file(OBJECT_PATH).bytes());
+afterAll(() => dp.close());
+beforeEach(() => {
+  // The daemon's heartbeat is fresh, and no event is left over from another test.
+  dp.heartbeat();
+  dp.events();
+});
+
+// ---- Flows and their expected rewrites, computed here from first principles ----
+
+let portCounter = 20000;
+let connCounter = 1;
+/** A client port no other test uses, so each test has flow keys of its own. */
+const nextPort = () => portCounter++;
+const nextConn = () => connCounter++;
+
+function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+  return s;
+}
+
+/** RFC 1624: the folded one's-complement sum of ~old + new over 16-bit big-endian words. */
+function csumDelta(old: Uint8Array, neu: Uint8Array): number {
+  let s = 0;
+  for (let i = 0; i < old.length; i += 2) {
+    s += (~((old[i]! << 8) | old[i + 1]!) & 0xffff) + ((neu[i]! << 8) | neu[i + 1]!);
+  }
+  return fold(s);
+}
+
+function bytes(...parts: (Uint8Array | number[])[]): Uint8Array {
+  return new Uint8Array(parts.flatMap((p) => Array.from(p)));
+}
+
+function ports(sport: number, dport: number): Uint8Array {
+  return bytes([sport >> 8, sport & 0xff, dport >> 8, dport & 0xff]);
+}
+
+function payload(n: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => (i * 7 + 3) & 0xff);
+}
+
+interface Nat {
+  src?: string;
+  dst?: string;
+  sport?: number;
+  dport?: number;
+}
+
+interface Flow {
+  /** The ingress packet this flow matches. */
+  spec: FrameSpec;
+  key: FlowKey;
+  action: FlowAction;
+  /** The packet as the kernel would forward it. */
+  out: FrameSpec;
+}
+
+interface FlowOpts {
+  connId?: number;
+  dir?: 0 | 1;
+  mtu?: number;
+  flags?: number;
+}
+
+function plan(spec: FrameSpec, nat: Nat = {}, opts: FlowOpts = {}): Flow {
+  const src = nat.src ?? spec.src;
+  const dst = nat.dst ?? spec.dst;
+  const sport = nat.sport ?? spec.sport;
+  const dport = nat.dport ?? spec.dport;
+  const ttl = spec.ttl ?? 64;
+  const v4 = !spec.src.includes(":");
+  const addrDelta = csumDelta(bytes(parseIp(spec.src), parseIp(spec.dst)), bytes(parseIp(src), parseIp(dst)));
+  // The IPv4 header word at bytes 8-9 is TTL << 8 | protocol.
+  const ttlDelta = csumDelta(bytes([ttl, spec.proto]), bytes([ttl - 1, spec.proto]));
+  return {
+    spec,
+    key: {
+      ifindex: INGRESS_IFINDEX,
+      family: v4 ? AF_INET : AF_INET6,
+      proto: spec.proto,
+      dsaPort: 0,
+      vlan: [0, 0],
+      pppoeSid: 0,
+      sport: spec.sport,
+      dport: spec.dport,
+      saddr: addr16(spec.src),
+      daddr: addr16(spec.dst),
+    },
+    action: {
+      outIfindex: OUT_IFINDEX,
+      connId: opts.connId ?? nextConn(),
+      dir: opts.dir ?? 0,
+      flags: opts.flags ?? 0,
+      mtu: opts.mtu ?? 1500,
+      dmac: parseMac(NEXT_HOP_MAC),
+      smac: parseMac(EGRESS_MAC),
+      saddr: addr16(src),
+      daddr: addr16(dst),
+      sport,
+      dport,
+      l3CsumDelta: v4 ? fold(addrDelta + ttlDelta) : 0,
+      l4CsumPseudo: addrDelta,
+      l4CsumPorts: csumDelta(ports(spec.sport, spec.dport), ports(sport, dport)),
+      egressVlan: [0, 0],
+      egressPppoeSid: 0,
+    },
+    out: { ...spec, src, dst, sport, dport, ttl: ttl - 1, dmac: NEXT_HOP_MAC, smac: EGRESS_MAC, padding: 0 },
+  };
+}
+
+/** The other direction of flow's connection: a reply to its forwarded packet, un-NAT'ed. */
+function replyOf(flow: Flow, opts: FlowOpts = {}): Flow {
+  const o = flow.out;
+  const spec: FrameSpec = {
+    ...flow.spec,
+    src: o.dst,
+    dst: o.src,
+    sport: o.dport,
+    dport: o.sport,
+    dmac: ROUTER_MAC,
+    smac: CLIENT_MAC,
+    ttl: 64,
+  };
+  const nat = { src: flow.spec.dst, dst: flow.spec.src, sport: flow.spec.dport, dport: flow.spec.sport };
+  return plan(spec, nat, { connId: flow.action.connId, dir: 1, ...opts });
+}
+
+const TUPLES = {
+  4: { src: "192.168.1.10", dst: "203.0.113.5", snat: "198.51.100.1", dnat: "10.0.0.5" },
+  6: { src: "2001:db8:1::10", dst: "2001:db8:2::5", snat: "2001:db8:ffff::1", dnat: "fd00:5::5" },
+} as const;
+type Family = keyof typeof TUPLES;
+type Proto = typeof PROTO_TCP | typeof PROTO_UDP;
+const FAMILIES: Family[] = [4, 6];
+const PROTOS: Proto[] = [PROTO_TCP, PROTO_UDP];
+const protoName = (p: Proto) => (p === PROTO_TCP ? "TCP" : "UDP");
+
+function base(family: Family, proto: Proto, extra: Partial<FrameSpec> = {}): FrameSpec {
+  const t = TUPLES[family];
+  return {
+    src: t.src,
+    dst: t.dst,
+    proto,
+    sport: nextPort(),
+    dport: proto === PROTO_TCP ? 443 : 53,
+    dmac: ROUTER_MAC,
+    smac: CLIENT_MAC,
+    payload: payload(37),
+    tcpFlags: TCP_ACK | TCP_PSH,
+    ...extra,
+  };
+}
+
+const NATS: Record<string, (f: Family) => Nat> = {
+  "no NAT": () => ({}),
+  SNAT: (f) => ({ src: TUPLES[f].snat, sport: 61000 }),
+  DNAT: (f) => ({ dst: TUPLES[f].dnat, dport: 8443 }),
+  "SNAT+DNAT": (f) => ({ src: TUPLES[f].snat, sport: 61000, dst: TUPLES[f].dnat, dport: 8443 }),
+};
+
+/**
+ * A payload whose UDP checksum, once NAT'ed as flow's plan says, is 0: its first two bytes make
+ * the one's-complement sum 0xffff, so the forwarded checksum must be sent as 0xffff (RFC 768).
+ */
+function payloadForZeroChecksum(spec: FrameSpec, nat: Nat): Uint8Array {
+  const data = payload(16);
+  data[0] = data[1] = 0;
+  const out = plan({ ...spec, payload: data }, nat).out;
+  const c = parseFrame(buildFrame(out)).l4Checksum;
+  // c is ~sum, or 0xffff when the sum already was 0xffff (then 0 keeps it there).
+  const word = c === 0xffff ? 0 : c;
+  data[0] = word >> 8;
+  data[1] = word & 0xff;
+  return data;
+}
+
+// ---- Assertions ----
+
+function expectForwarded(hook: Hook, flow: Flow, input = buildFrame(flow.spec), gsoSize = 0): Uint8Array {
+  const expected = buildFrame(flow.out);
+  const r = dp.run(hook, input, gsoSize);
+  expect(r.retval).toBe(hook.redirect);
+  expect(hex(r.data)).toBe(hex(expected));
+  expect(checksumsValid(r.data)).toBe(true);
+  return r.data;
+}
+
+function expectPassed(hook: Hook, frame: Uint8Array, gsoSize = 0): void {
+  const r = dp.run(hook, frame, gsoSize);
+  expect(r.retval).toBe(hook.pass);
+  expect(hex(r.data)).toBe(hex(frame));
+}
+
+function expectUntouchedStats(connId: number): void {
+  const s = dp.connStats(connId);
+  expect(s.dir.map((d) => [d.packets, d.bytes])).toEqual([
+    [0n, 0n],
+    [0n, 0n],
+  ]);
+  expect(s.flags).toBe(0);
+}
+
+/** Odd packets of an installed flow: built from the flow's own packet by changing some fields. */
+interface OddCase {
+  name: string;
+  families?: Family[];
+  protos?: Proto[];
+  change(spec: FrameSpec): Partial<FrameSpec>;
+  flow?(spec: FrameSpec): FlowOpts;
+}
+
+function ipv4Checksum(spec: FrameSpec): number {
+  const f = buildFrame(spec);
+  return (f[24]! << 8) | f[25]!;
+}
+
+const ODD_CASES: OddCase[] = [
+  { name: "IPv4 options", families: [4], change: () => ({ ipOptions: bytes([1, 1, 1, 1]) }) },
+  { name: "IPv4 first fragment (MF)", families: [4], change: () => ({ df: false, mf: true }) },
+  { name: "IPv4 later fragment (offset)", families: [4], change: () => ({ df: false, fragOffset: 185 }) },
+  { name: "IPv4 bad header checksum", families: [4], change: (s) => ({ ipChecksum: ipv4Checksum(s) ^ 0x0101 }) },
+  { name: "IPv4 total length shorter than the headers", families: [4], change: () => ({ ipLength: 27 }) },
+  { name: "IPv4 total length beyond the frame", families: [4], change: (s) => ({ ipLength: buildFrame(s).length - 14 + 1 }) },
+  { name: "IPv6 hop-by-hop options header", families: [6], change: () => ({ ipv6Ext: IPV6_HOPOPTS }) },
+  { name: "IPv6 destination options header", families: [6], change: () => ({ ipv6Ext: IPV6_DSTOPTS }) },
+  { name: "IPv6 payload length 0 (jumbogram)", families: [6], change: () => ({ ipLength: 0 }) },
+  { name: "IPv6 payload length beyond the frame", families: [6], change: (s) => ({ ipLength: buildFrame(s).length - 54 + 1 }) },
+  { name: "TTL / hop limit 1", change: () => ({ ttl: 1 }) },
+  { name: "TTL / hop limit 0", change: () => ({ ttl: 0 }) },
+  { name: "non-IP ethertype (ARP)", change: () => ({ ethertype: ETH_P_ARP }) },
+  { name: "IPv4 ethertype on an IPv6 packet", families: [6], change: () => ({ ethertype: ETH_P_IP }) },
+  { name: "IPv6 ethertype on an IPv4 packet", families: [4], change: () => ({ ethertype: ETH_P_IPV6 }) },
+  { name: "broadcast destination MAC", change: () => ({ dmac: "ff:ff:ff:ff:ff:ff" }) },
+  { name: "multicast destination MAC", change: () => ({ dmac: "01:00:5e:00:00:fb" }) },
+  { name: "TCP data offset below 5", protos: [PROTO_TCP], change: () => ({ tcpDoff: 4 }) },
+  { name: "TCP header longer than the segment", protos: [PROTO_TCP], change: () => ({ tcpDoff: 15 }) },
+  { name: "UDP length shorter than the IP payload", protos: [PROTO_UDP], change: (s) => ({ udpLength: 8 + (s.payload?.length ?? 0) - 1 }) },
+  { name: "UDP length longer than the IP payload", protos: [PROTO_UDP], change: (s) => ({ udpLength: 8 + (s.payload?.length ?? 0) + 1 }) },
+  { name: "UDP over IPv6 without checksum", families: [6], protos: [PROTO_UDP], change: () => ({ udpChecksum: "none" }) },
+  { name: "larger than the egress MTU", change: () => ({}), flow: (s) => ({ mtu: parseFrame(buildFrame(s)).l3Length - 1 }) },
+];
+
+// ---- The cases, for both hooks ----
+
+for (const hook of HOOKS) {
+  describe(`${hook.name} program`, () => {
+    describe("forwards with the kernel's rewrite", () => {
+      for (const family of FAMILIES) {
+        for (const proto of PROTOS) {
+          const what = `IPv${family} ${protoName(proto)}`;
+          for (const [natName, nat] of Object.entries(NATS)) {
+            test(`${what}, ${natName}`, () => {
+              const flow = plan(base(family, proto), nat(family));
+              dp.install(flow);
+              expectForwarded(hook, flow);
+            });
+          }
+          test(`${what}, padded frame is trimmed to the L3 length`, () => {
+            const flow = plan(base(family, proto, { payload: payload(1) }), NATS.SNAT!(family));
+            dp.install(flow);
+            expectForwarded(hook, flow, buildFrame({ ...flow.spec, padding: 17 }));
+          });
+          test(`${what}, checksum that becomes 0 is sent as 0xffff`, () => {
+            const nat = NATS["SNAT+DNAT"]!(family);
+            const spec = base(family, proto);
+            const flow = plan({ ...spec, payload: payloadForZeroChecksum(spec, nat) }, nat);
+            dp.install(flow);
+            const out = parseFrame(expectForwarded(hook, flow));
+            // TCP sends the zero; UDP's zero means "no checksum", so all ones go instead.
+            expect(out.l4Checksum).toBe(proto === PROTO_TCP ? 0 : 0xffff);
+          });
+          test(`${what}, packet exactly as large as the MTU`, () => {
+            const spec = base(family, proto);
+            const flow = plan(spec, NATS.SNAT!(family), { mtu: parseFrame(buildFrame(spec)).l3Length });
+            dp.install(flow);
+            expectForwarded(hook, flow);
+          });
+        }
+      }
+      test("IPv4 UDP without checksum keeps checksum 0 (RFC 768)", () => {
+        const flow = plan(base(4, PROTO_UDP, { udpChecksum: "none" }), NATS["SNAT+DNAT"]!(4));
+        dp.install(flow);
+        expect(parseFrame(expectForwarded(hook, flow)).l4Checksum).toBe(0);
+      });
+      test("TCP with options, TTL 2 and 255, other header fields kept", () => {
+        for (const ttl of [2, 255]) {
+          const options = bytes([2, 4, 0x05, 0xb4, 1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
+          const spec = base(4, PROTO_TCP, { ttl, tos: 0xb8, ipId: 0xbeef, tcpOptions: options, window: 1234 });
+          const flow = plan(spec, NATS.DNAT!(4));
+          dp.install(flow);
+          expectForwarded(hook, flow);
+          const v6 = plan(base(6, PROTO_TCP, { ttl, tos: 0xb8, flowLabel: 0xabcde, tcpOptions: options }), NATS.SNAT!(6));
+          dp.install(v6);
+          expectForwarded(hook, v6);
+        }
+      });
+      test("counts packets and L3 bytes per direction of the connection", () => {
+        const orig = plan(base(4, PROTO_TCP), NATS.SNAT!(4));
+        const reply = replyOf(orig);
+        dp.install(orig);
+        dp.install(reply);
+        const before = monotonicNs();
+        const origSizes = [0, 100, 1000].map((n) => ({ ...orig, spec: { ...orig.spec, payload: payload(n) }, out: { ...orig.out, payload: payload(n) } }));
+        for (const f of origSizes) expectForwarded(hook, f);
+        const replySizes = [10, 1200].map((n) => ({ ...reply, spec: { ...reply.spec, payload: payload(n) }, out: { ...reply.out, payload: payload(n) } }));
+        for (const f of replySizes) expectForwarded(hook, f);
+        const after = monotonicNs();
+        const s = dp.connStats(orig.action.connId);
+        expect(s.dir[0]).toEqual({ packets: 3n, bytes: BigInt(3 * 40 + 0 + 100 + 1000) });
+        expect(s.dir[1]).toEqual({ packets: 2n, bytes: BigInt(2 * 40 + 10 + 1200) });
+        expect(s.lastSeenNs >= before && s.lastSeenNs <= after).toBe(true);
+        expect(s.flags).toBe(0);
+        expect(dp.events()).toEqual([]);
+      });
+      if (hook.gso) {
+        test("GSO packet: each segment (headers + gso_size) must fit the MTU", () => {
+          const spec = base(4, PROTO_TCP, { payload: payload(1000) });
+          const flow = plan(spec, NATS.SNAT!(4), { mtu: 500 });
+          dp.install(flow);
+          expectPassed(hook, buildFrame(spec), 461); // 40 + 461 > 500
+          expectForwarded(hook, flow, buildFrame(spec), 460); // 40 + 460 = 500
+        });
+      }
+    });
+
+    describe("passes odd packets untouched", () => {
+      for (const family of FAMILIES) {
+        for (const proto of PROTOS) {
+          const what = `IPv${family} ${protoName(proto)}`;
+          for (const c of ODD_CASES) {
+            if (!(c.families ?? FAMILIES).includes(family) || !(c.protos ?? PROTOS).includes(proto)) continue;
+            test(`${what}: ${c.name}`, () => {
+              const spec = base(family, proto);
+              const flow = plan(spec, NATS.SNAT!(family), c.flow?.(spec));
+              dp.install(flow);
+              expectPassed(hook, buildFrame({ ...flow.spec, ...c.change(flow.spec) }));
+              expectUntouchedStats(flow.action.connId);
+              expect(dp.events()).toEqual([]);
+            });
+          }
+          test(`${what}: truncated at every length`, () => {
+            const flow = plan(base(family, proto, { payload: payload(12) }), NATS.SNAT!(family));
+            dp.install(flow);
+            const frame = buildFrame(flow.spec);
+            for (let len = 14; len < frame.length; len++) expectPassed(hook, frame.subarray(0, len));
+            expectUntouchedStats(flow.action.connId);
+            expect(dp.events()).toEqual([]);
+          });
+        }
+      }
+    });
+
+    describe("connection state", () => {
+      for (const family of FAMILIES) {
+        for (const [name, flags] of [
+          ["FIN", TCP_FIN | TCP_ACK],
+          ["RST", TCP_RST],
+          ["RST+ACK", TCP_RST | TCP_ACK],
+        ] as const) {
+          test(`IPv${family} ${name}: connection marked closing, both directions back to the stack`, () => {
+            const orig = plan(base(family, PROTO_TCP), NATS.SNAT!(family));
+            const reply = replyOf(orig);
+            dp.install(orig);
+            dp.install(reply);
+            expectForwarded(hook, orig);
+            const close = buildFrame({ ...orig.spec, tcpFlags: flags });
+            expectPassed(hook, close);
+            const s = dp.connStats(orig.action.connId);
+            expect(s.flags & FLOW_STATS_CLOSING).toBe(FLOW_STATS_CLOSING);
+            expect(s.dir[0].packets).toBe(1n);
+            expect(dp.events()).toEqual([{ type: FLOW_EV_CLOSING, connId: orig.action.connId, key: orig.key }]);
+            // Everything that follows goes to the stack, and is reported only once.
+            expectPassed(hook, buildFrame(orig.spec));
+            expectPassed(hook, buildFrame(reply.spec));
+            expectPassed(hook, close);
+            expect(dp.events()).toEqual([]);
+            expect(dp.connStats(orig.action.connId).dir.map((d) => d.packets)).toEqual([1n, 0n]);
+          });
+        }
+        test(`IPv${family} SYN on an offloaded flow goes to the stack without closing it`, () => {
+          const flow = plan(base(family, PROTO_TCP), NATS.SNAT!(family));
+          dp.install(flow);
+          expectPassed(hook, buildFrame({ ...flow.spec, tcpFlags: TCP_SYN }));
+          expectPassed(hook, buildFrame({ ...flow.spec, tcpFlags: TCP_SYN | TCP_ACK }));
+          expectUntouchedStats(flow.action.connId);
+          expect(dp.events()).toEqual([]);
+          expectForwarded(hook, flow);
+        });
+      }
+      test("a connection already marked closing (or out of range) goes to the stack", () => {
+        const flow = plan(base(6, PROTO_UDP), NATS.SNAT!(6));
+        dp.install(flow);
+        const closing = new Uint8Array(LAYOUT.flow_stats.size);
+        new DataView(closing.buffer).setUint32(LAYOUT.flow_stats.members.flags, FLOW_STATS_CLOSING, true);
+        dp.obj.map("flow_stats").update(u32(flow.action.connId), closing);
+        expectPassed(hook, buildFrame(flow.spec));
+        const outOfRange = plan(base(4, PROTO_UDP), NATS.SNAT!(4), { connId: MAX_CONNS });
+        dp.install(outOfRange);
+        expectPassed(hook, buildFrame(outOfRange.spec));
+        expect(dp.events()).toEqual([]);
+      });
+      test("FLOW_ACT_DROP drops the packet and counts it", () => {
+        for (const family of FAMILIES) {
+          const flow = plan(base(family, PROTO_UDP), {}, { flags: FLOW_ACT_DROP, dir: 1 });
+          dp.install(flow);
+          const frame = buildFrame(flow.spec);
+          const r = dp.run(hook, frame);
+          expect(r.retval).toBe(hook.drop);
+          expect(hex(r.data)).toBe(hex(frame));
+          const s = dp.connStats(flow.action.connId);
+          expect(s.dir[1]).toEqual({ packets: 1n, bytes: BigInt(parseFrame(frame).l3Length) });
+          expect(s.dir[0].packets).toBe(0n);
+        }
+        expect(dp.events()).toEqual([]);
+      });
+    });
+
+    describe("unknown flows and the daemon", () => {
+      for (const family of FAMILIES) {
+        for (const proto of PROTOS) {
+          test(`IPv${family} ${protoName(proto)} unknown flow: one FLOW_EV_NEW per notify interval`, () => {
+            const flow = plan(base(family, proto), {});
+            const frame = buildFrame(flow.spec);
+            expectPassed(hook, frame);
+            expect(dp.events()).toEqual([{ type: FLOW_EV_NEW, connId: 0, key: flow.key }]);
+            expectPassed(hook, frame);
+            expectPassed(hook, frame);
+            expect(dp.events()).toEqual([]);
+            dp.setNotified(flow.key, monotonicNs() - NOTIFY_INTERVAL_NS - 1n);
+            expectPassed(hook, frame);
+            expect(dp.events()).toEqual([{ type: FLOW_EV_NEW, connId: 0, key: flow.key }]);
+          });
+        }
+      }
+      test("stale heartbeat: everything goes to the stack, nothing is reported", () => {
+        const flow = plan(base(4, PROTO_TCP), NATS.SNAT!(4));
+        dp.install(flow);
+        const unknown = buildFrame(base(6, PROTO_UDP));
+        dp.heartbeat(monotonicNs() - HEARTBEAT_TIMEOUT_NS - 1_000_000n);
+        expectPassed(hook, buildFrame(flow.spec));
+        expectPassed(hook, unknown);
+        expect(dp.events()).toEqual([]);
+        expectUntouchedStats(flow.action.connId);
+        dp.heartbeat();
+        expectForwarded(hook, flow);
+      });
+    });
+  });
+}
