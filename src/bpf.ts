@@ -440,7 +440,8 @@ export function testRun(
   const dataIn = ffiBytes(Math.max(frame.length, 1));
   dataIn.set(frame);
   const dataOut = ffiBytes(frame.length + TEST_RUN_HEADROOM);
-  const ctxIn = opts.ctxIn?.length ? opts.ctxIn.slice() : null; // slice(): its own ArrayBuffer
+  const ctxIn = opts.ctxIn?.length ? ffiBytes(opts.ctxIn.length) : null;
+  if (ctxIn && opts.ctxIn) ctxIn.set(opts.ctxIn);
   const ctxOut = ctxIn ? ffiBytes(ctxIn.length) : null;
   const runOpts = ffiBytes(TEST_RUN_OPTS_SIZE);
   encodeTestRunOpts(runOpts, {
