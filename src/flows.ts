@@ -115,10 +115,13 @@ export class FlowTable {
     const origId = tupleId(entry.orig);
     const conn = this.byTuple.get(origId);
     if (conn) {
-      const check = offloadable(entry);
-      if (!check.ok) this.teardown(conn, `conntrack: ${check.reason}`);
-      else if (entry.mark !== conn.entry.mark) this.teardown(conn, "conntrack mark changed");
-      else conn.entry = entry;
+      // Events queue up while the daemon works: one from before the offload (the handshake's
+      // SYN_SENT, say) can arrive after it. Judge by the entry as conntrack holds it now.
+      if (this.stillOffloadable(conn, entry)) return;
+      const now = this.o.ct.get(entry.orig);
+      if (now && this.stillOffloadable(conn, now)) return;
+      const check = now ? offloadable(now) : { ok: false as const, reason: "entry gone" };
+      this.teardown(conn, check.ok ? "conntrack mark changed" : `conntrack: ${check.reason}`);
       return;
     }
     for (const d of [0, 1] as const) {
@@ -126,6 +129,12 @@ export class FlowTable {
       const p = this.pending.get(id);
       if (p) this.tryOffload(entry, d, p.iif, id);
     }
+  }
+
+  private stillOffloadable(conn: Conn, entry: CtEntry): boolean {
+    if (!offloadable(entry).ok || entry.mark !== conn.entry.mark) return false;
+    conn.entry = entry;
+    return true;
   }
 
   /** A conntrack DESTROY event. */

@@ -70,6 +70,8 @@ interface Hook {
   redirect: number;
   /** Only the TC program sees GSO packets (skb->gso_size). */
   gso: boolean;
+  /** The shortest frame the kernel will test-run with this family's ethertype. */
+  minFrame(family: Family): number;
   /** The test-run context: the ingress device (and TC's GSO size). */
   ctx(frameLen: number, gsoSize: number): Uint8Array;
 }
@@ -82,6 +84,7 @@ const HOOKS: Hook[] = [
     drop: 1, // XDP_DROP
     redirect: 4, // XDP_REDIRECT
     gso: false,
+    minFrame: () => 14,
     ctx(frameLen) {
       // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress_ifindex
       const md = new Uint8Array(24);
@@ -98,6 +101,9 @@ const HOOKS: Hook[] = [
     drop: 2, // TC_ACT_SHOT
     redirect: 7, // TC_ACT_REDIRECT
     gso: true,
+    // The skb test run refuses IP frames without a whole IP header (EINVAL), so shorter frames
+    // are covered by the XDP program only: both share the parser.
+    minFrame: (family) => 14 + (family === 4 ? 20 : 40),
     ctx(_frameLen, gsoSize) {
       // struct __sk_buff (192 bytes): ingress_ifindex at 36, gso_size at 176 (offsets from BTF)
       const skb = new Uint8Array(192);
@@ -522,7 +528,7 @@ for (const hook of HOOKS) {
             const flow = plan(base(family, proto, { payload: payload(12) }), NATS.SNAT!(family));
             dp.install(flow);
             const frame = buildFrame(flow.spec);
-            for (let len = 14; len < frame.length; len++) expectPassed(hook, frame.subarray(0, len));
+            for (let len = hook.minFrame(family); len < frame.length; len++) expectPassed(hook, frame.subarray(0, len));
             expectUntouchedStats(flow.action.connId);
             expect(dp.events()).toEqual([]);
           });

@@ -93,7 +93,7 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
         // 48 MiB is over 30,000 segments: nearly all of them must have bypassed the forward chain,
         // which sees only the FIN exchange after the hand-back.
         expect(Number(m[1])).toBeGreaterThan(30_000);
-        expect(Number(m[2])).toBeGreaterThan(1_000);
+        expect(Number(m[2])).toBeGreaterThan(100); // ACKs: the server acknowledges GRO-merged bursts
         expect(lab.forwardedPackets() - before).toBeLessThan(20);
         expect(lab.invalidPackets()).toBe(0);
         // Conntrack saw the close: the entry left ESTABLISHED.
@@ -104,7 +104,7 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
       } finally {
         expect(await off.stop()).toBe(0);
       }
-    });
+    }, 60_000);
   }
 
   test("UDP: offloaded in both directions after the first packets", async () => {
@@ -129,7 +129,7 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
     } finally {
       expect(await off.stop()).toBe(0);
     }
-  });
+  }, 60_000);
 });
 
 describe("fail open", () => {
@@ -164,5 +164,5 @@ describe("fail open", () => {
     // The XDP link died with the process: nothing is left attached to the router's devices.
     expect(lab.exec(lab.router, ["ip", "-d", "link", "show", "lan"])).not.toMatch(/xdp/);
     expect(lab.invalidPackets()).toBe(0);
-  });
+  }, 60_000);
 });

@@ -369,11 +369,6 @@ export function checksumsValid(frame: Uint8Array): boolean {
   return p.ipChecksumOk && p.l4ChecksumOk;
 }
 
-/** "02:00:00:00:00:01" */
-export function formatMac(mac: Uint8Array): string {
-  return Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join(":");
-}
-
 /** Hex dump, for readable assertion failures. */
 export function hex(bytes: Uint8Array): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
