@@ -37,7 +37,10 @@ struct flow_key {
 /*
  * What to do with a flow's packets. Written only by user space; the datapath only reads it.
  * Checksum deltas are RFC 1624 one's-complement sums (sum of ~old + new over the changed 16-bit
- * words), folded to 16 bits, computed in user space once per flow.
+ * words), folded to 16 bits, computed in user space once per flow. They are computed over the
+ * words as they stand on the wire (big-endian) and stored in host byte order like every other
+ * non-address field; the datapath converts them with bpf_htons() before adding them to a
+ * checksum field read straight from the packet.
  */
 struct flow_action {
 	__u32 out_ifindex;       /* lowest egress device */

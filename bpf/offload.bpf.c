@@ -320,25 +320,43 @@ static __always_inline bool daemon_alive(void)
 	return cfg && bpf_ktime_get_ns() - cfg->heartbeat_ns <= params.heartbeat_timeout_ns;
 }
 
+/*
+ * Fills a reserved event. Not inlined so that struct flow_event appears in the object's BTF
+ * (a type only used through a local pointer does not), where test/abi.test.ts checks it.
+ */
+static __noinline int fill_event(struct flow_event *ev, __u32 type, __u32 conn_id,
+				 const struct flow_key *key)
+{
+	ev->type = type;
+	ev->conn_id = conn_id;
+	__builtin_memcpy(&ev->key, key, sizeof(ev->key));
+	return 0;
+}
+
+/* Sends an event to the daemon; -1 when the ring buffer is full. */
+static __always_inline int send_event(__u32 type, __u32 conn_id, const struct flow_key *key)
+{
+	struct flow_event *ev = bpf_ringbuf_reserve(&flow_events, sizeof(*ev), 0);
+
+	if (!ev)
+		return -1;
+	fill_event(ev, type, conn_id, key);
+	bpf_ringbuf_submit(ev, 0);
+	return 0;
+}
+
 /* Tells the daemon about a flow it has not installed, at most once per notify interval. */
 static __always_inline void notify_new_flow(const struct flow_key *key)
 {
 	__u64 now = bpf_ktime_get_ns();
-	struct flow_event *ev;
 	__u64 *last;
 
 	last = bpf_map_lookup_elem(&flow_notified, key);
 	if (last && now - *last < params.notify_interval_ns)
 		return;
 	/* Ring buffer full: not recorded as notified, so a later packet tries again. */
-	ev = bpf_ringbuf_reserve(&flow_events, sizeof(*ev), 0);
-	if (!ev)
+	if (send_event(FLOW_EV_NEW, 0, key))
 		return;
-	ev->type = FLOW_EV_NEW;
-	ev->conn_id = 0;
-	__builtin_memcpy(&ev->key, key, sizeof(ev->key));
-	bpf_ringbuf_submit(ev, 0);
-
 	if (last)
 		*last = now;
 	else
@@ -353,17 +371,9 @@ static __always_inline void notify_new_flow(const struct flow_key *key)
 static __always_inline void mark_closing(struct flow_stats *st, __u32 conn_id,
 					 const struct flow_key *key)
 {
-	struct flow_event *ev;
-
 	if (__sync_fetch_and_or(&st->flags, FLOW_STATS_CLOSING) & FLOW_STATS_CLOSING)
 		return;
-	ev = bpf_ringbuf_reserve(&flow_events, sizeof(*ev), 0);
-	if (!ev)
-		return;
-	ev->type = FLOW_EV_CLOSING;
-	ev->conn_id = conn_id;
-	__builtin_memcpy(&ev->key, key, sizeof(ev->key));
-	bpf_ringbuf_submit(ev, 0);
+	send_event(FLOW_EV_CLOSING, conn_id, key);
 }
 
 /*
