@@ -24,10 +24,10 @@ process.on("SIGINT", () => {
 });
 
 async function tcp(host: string, mib: number): Promise<{ seconds: number; ok: boolean }> {
-  const t0 = performance.now();
   const p = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
   const out = new Response(p.stdout).text();
-  await Bun.sleep(300);
+  await Bun.sleep(300); // connected: give the offloader time to take the connection over
+  const t0 = performance.now();
   p.stdin.write("go\n");
   p.stdin.flush();
   const last = (await out).trim().split("\n").pop() ?? "{}";
