@@ -8,9 +8,10 @@
 //
 //   bun bench/forwarding.ts [--rounds 7] [--seconds 1] [--flows 1,1024]
 //                           [--configs kernel,xdp-native,tc,xdp-generic,ceiling] [--no-write]
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { removeStaleLabs } from "../test/lab.ts";
+import { BIN } from "../test/offloader.ts";
 import { BenchLab, buildTools, CONFIGS, type ConfigName, killChildren } from "./benchlab.ts";
 import { pps, ratios, spread, table } from "./stats.ts";
 import { describeMachine, report } from "./report.ts";
@@ -54,15 +55,22 @@ for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () =
 const boundS = 120 + flowCounts.length * (WARM_TIMEOUT_MS / 1000 + rounds * configs.length * (seconds + 1));
 setTimeout(() => abort(`still running after ${Math.round(boundS)} s`, 1), boundS * 1000).unref();
 
-/** Sends to every lab once, then waits until each offloader reports all flows offloaded. */
-async function warmUp(flows: number): Promise<void> {
-  for (const l of labs) await l.send(flows, 0.2);
-  const end = Date.now() + WARM_TIMEOUT_MS;
-  for (const l of labs.filter((x) => x.hasOffloader)) {
-    while (l.offloadedPorts().size < flows && Date.now() < end) await Bun.sleep(100);
+/**
+ * Sends to every lab once (conntrack then knows every flow), then waits until each offloader has
+ * reported all flows offloaded. Returns a note per offloader: how long that took after the send.
+ */
+async function warmUp(flows: number): Promise<string[]> {
+  const notes: string[] = [];
+  for (const l of labs) {
+    await l.send(flows, 0.2);
+    if (!l.hasOffloader) continue;
+    const t0 = Date.now();
+    while (l.offloadedPorts().size < flows && Date.now() - t0 < WARM_TIMEOUT_MS) await Bun.sleep(20);
     const n = l.offloadedPorts().size;
-    if (n < flows) console.error(`warning: ${l.config}: only ${n} of ${flows} flows offloaded after warm-up`);
+    notes.push(n < flows ? `${l.config}: only ${n} of ${flows} flows offloaded after ${WARM_TIMEOUT_MS / 1000} s` : `${l.config}: all ${flows} offloaded within ${((Date.now() - t0) / 1000).toFixed(2)} s of the warm-up`);
+    if (n < flows) console.error(`warning: ${notes.at(-1)}`);
   }
+  return notes;
 }
 
 interface Round {
@@ -79,48 +87,57 @@ async function measure(l: BenchLab, flows: number): Promise<Round> {
   return { pps: got / s.seconds, offered: s.sent / s.seconds, viaKernel: got ? fwd / got : 0 };
 }
 
-type Results = Map<number, Map<ConfigName, Round[]>>;
+interface FlowResults {
+  byConfig: Map<ConfigName, Round[]>;
+  warmUp: string[];
+}
+type Results = Map<number, FlowResults>;
 
 async function run(): Promise<Results> {
   const results: Results = new Map();
   for (const flows of flowCounts) {
-    await warmUp(flows);
+    const warm = await warmUp(flows);
     const byConfig = new Map<ConfigName, Round[]>(configs.map((c) => [c, []]));
     for (let r = 0; r < rounds; r++) {
       for (const l of labs) byConfig.get(l.config)?.push(await measure(l, flows));
       const line = labs.map((l) => `${l.config} ${pps(byConfig.get(l.config)?.[r]?.pps ?? NaN)}`).join("  ");
       console.error(`${flows} flow(s), round ${r + 1}/${rounds}: ${line}`);
     }
-    results.set(flows, byConfig);
+    results.set(flows, { byConfig, warmUp: warm });
   }
   return results;
 }
 
 function render(results: Results): string {
   const out: string[] = [];
-  for (const [flows, byConfig] of results) {
+  for (const [flows, { byConfig, warmUp }] of results) {
     const kernel = (byConfig.get("kernel") ?? []).map((r) => r.pps);
     const rows = configs.map((c) => {
       const rs = byConfig.get(c) ?? [];
       const rate = spread(rs.map((r) => r.pps));
       const ratio = spread(ratios(rs.map((r) => r.pps), kernel));
-      const via = spread(rs.map((r) => r.viaKernel * 100));
+      const via = Math.max(...rs.map((r) => r.viaKernel * 100));
       return [
         c,
         pps(rate.median),
         `${pps(rate.min)}–${pps(rate.max)}`,
         c === "kernel" ? "1" : `${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
         pps(spread(rs.map((r) => r.offered)).median),
-        `${via.median.toFixed(0)}%`,
+        `${via.toFixed(via > 0 && via < 1 ? 2 : 0)}%`,
       ];
     });
     out.push(`### ${flows} flow${flows === 1 ? "" : "s"}\n`);
-    out.push(table(["configuration", "median pps", "min–max pps", "× kernel: median (min–max)", "offered pps", "via forward chain"], rows));
+    out.push(table(["configuration", "median pps", "min–max pps", "× kernel: median (min–max)", "offered pps", "via forward chain (max)"], rows));
     out.push("");
+    if (warmUp.length) out.push(`Warm-up: ${warmUp.join("; ")}.\n`);
   }
   return out.join("\n");
 }
 
+if (configs.some((c) => c !== "kernel" && c !== "ceiling") && !existsSync(BIN)) {
+  console.error(`bench: ${BIN} is missing: build it first (bun build.ts)`);
+  process.exit(1);
+}
 removeStaleLabs("eobench");
 buildTools();
 let exitCode = 0;
@@ -132,6 +149,11 @@ try {
   }
   console.error(`labs ready: ${configs.join(", ")}; ${rounds} rounds of ${seconds} s per configuration and flow count`);
   const results = await run();
+  // Anything the offloaders complained about, or flows they gave back mid-run, skews their rates.
+  for (const l of labs) {
+    const odd = l.offloaderLog.split("\n").filter((x) => /^(warn|error):|handed back/.test(x));
+    if (odd.length) console.error(`note: ${l.config}: ${odd.length} warning/hand-back line(s), e.g.\n  ${odd.slice(0, 5).join("\n  ")}`);
+  }
   const tables = render(results);
   console.log(`\n${tables}`);
   const command = `bun bench/forwarding.ts ${Bun.argv.slice(2).join(" ")}`.trim();

@@ -106,6 +106,7 @@ export class Daemon {
   private poll(): void {
     this.rb?.poll(0);
     this.events?.drain();
+    if (this.events?.overflowed) this.table?.resync();
   }
 
   /** Tells the datapath the daemon is alive; without it the datapath passes everything. */

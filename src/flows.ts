@@ -54,7 +54,10 @@ interface Pending {
 
 /** How long a pending flow waits for its conntrack entry to become offloadable. */
 const PENDING_MS = 30_000;
-/** How often a live connection's conntrack timeout is pushed forward. */
+/**
+ * How often a live connection's conntrack timeout is pushed forward: every 10 s, or three times
+ * per timeout where the timeout is shorter, so that the entry never expires under a live flow.
+ */
 const REFRESH_MS = 10_000;
 /** Slots of removed connections rest this long before reuse (see SlotAllocator). */
 const SLOT_REST_MS = 2_000;
@@ -283,13 +286,30 @@ export class FlowTable {
         this.teardown(conn, "idle");
         continue;
       }
-      if (conn.activeSinceRefresh && now - conn.lastRefresh >= REFRESH_MS) {
+      const timeoutS = defaultTimeout(conn.entry);
+      if (conn.activeSinceRefresh && now - conn.lastRefresh >= Math.min(REFRESH_MS, (timeoutS * 1000) / 3)) {
         conn.lastRefresh = now;
         conn.activeSinceRefresh = false;
-        if (!this.o.ct.refresh(conn.entry, defaultTimeout(conn.entry))) this.teardown(conn, "conntrack entry gone");
+        if (!this.o.ct.refresh(conn.entry, timeoutS)) this.teardown(conn, "conntrack entry gone");
       }
     }
     for (const [id, p] of this.pending) if (now - p.since > PENDING_MS) this.pending.delete(id);
+  }
+
+  /**
+   * Conntrack events were lost (the event socket overflowed): re-read every offloaded
+   * connection's entry and hand back those that are gone or changed. Pending flows are retried
+   * by the datapath's next new-flow report.
+   */
+  resync(): void {
+    let dropped = 0;
+    for (const conn of [...this.byId.values()]) {
+      const now = this.o.ct.get(conn.entry.orig);
+      if (now && this.stillOffloadable(conn, now)) continue;
+      this.teardown(conn, now ? "conntrack entry changed" : "conntrack entry gone");
+      dropped++;
+    }
+    this.o.log.warn(`conntrack events were lost; resynchronised ${this.byId.size + dropped} connections, ${dropped} handed back`);
   }
 
   /** One line per offloaded connection, for SIGUSR1 and the demo. */

@@ -3,61 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
 import { Offloader } from "./offloader.ts";
-
-const FIX = `${import.meta.dir}/fixtures`;
-const BUN = process.execPath;
-
-interface TcpResult {
-  sent: string;
-  reply: { sha256: string; bytes: number; peer: string };
-}
-
-/** Reads a child's stdout: first up to a line matching a pattern, later the rest. */
-class Output {
-  private readonly chunks: AsyncIterator<Uint8Array>;
-  private readonly dec = new TextDecoder();
-  private buf = "";
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.chunks = stream[Symbol.asyncIterator]();
-  }
-
-  async waitLine(re: RegExp): Promise<string> {
-    for (;;) {
-      const line = this.buf.split("\n").find((l) => re.test(l));
-      if (line) return line;
-      const { value, done } = await this.chunks.next();
-      if (done) throw new Error(`output ended before ${re}: ${this.buf}`);
-      this.buf += this.dec.decode(value);
-    }
-  }
-
-  /** The last line of the whole output. */
-  async lastLine(): Promise<string> {
-    for (;;) {
-      const { value, done } = await this.chunks.next();
-      if (done) return this.buf.trim().split("\n").pop() ?? "";
-      this.buf += this.dec.decode(value);
-    }
-  }
-}
-
-/** Starts the TCP client, waits until its connection is offloaded in both directions. */
-async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number) {
-  const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
-  const out = new Output(proc.stdout);
-  await out.waitLine(/^ready/);
-  await off.waitFor(/offloaded tcp .*:5201 .*lan -> wan/, 5000);
-  await off.waitFor(/offloaded tcp .*:5201 -> .* wan -> lan/, 5000);
-  const go = async (): Promise<TcpResult> => {
-    proc.stdin.write("go\n");
-    proc.stdin.flush();
-    const last = await out.lastLine();
-    expect(await proc.exited).toBe(0);
-    return JSON.parse(last) as TcpResult;
-  };
-  return { go };
-}
+import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
 
 describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --hook %s", (hook) => {
   let lab: Lab;
@@ -111,15 +57,9 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
     const off = new Offloader(lab, ["lan", "wan", "--hook", hook, "--log-level", "debug"]);
     try {
       await off.waitFor(/running on/);
-      const client = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, ADDR.server4, "7001", "3000"]);
-      const out = new Output(client.stdout);
-      await out.waitLine(/^ready/);
-      await off.waitFor(/offloaded udp .*:7001 .*lan -> wan/, 5000);
-      await off.waitFor(/offloaded udp .*:7001 -> .* wan -> lan/, 5000);
+      const client = await startUdpClient(lab, off, ADDR.server4, 3000);
       const before = lab.forwardedPackets();
-      client.stdin.write("go\n");
-      client.stdin.flush();
-      const res = JSON.parse(await out.lastLine()) as { sent: number; received: number };
+      const res = await client.go();
       expect(res.received).toBe(res.sent);
       expect(lab.forwardedPackets() - before).toBe(0);
       off.kill("SIGUSR1");
@@ -130,6 +70,41 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
       expect(await off.stop()).toBe(0);
     }
   }, 60_000);
+});
+
+describe("--hook tc with CHECKSUM_PARTIAL packets (checksum offload on the senders)", () => {
+  let lab: Lab;
+  const servers: { kill(): void }[] = [];
+
+  beforeAll(async () => {
+    lab = new Lab({ wireChecksums: false }).create();
+    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    for (const s of servers) s.kill();
+    lab?.destroy();
+  });
+
+  for (const family of [4, 6] as const) {
+    test(`TCP over IPv${family}: the partial checksum gets only the pseudo-header change`, async () => {
+      const off = new Offloader(lab, ["lan", "wan", "--hook", "tc"]);
+      try {
+        await off.waitFor(/running on/);
+        const client = await startTcpClient(lab, off, family === 4 ? ADDR.server4 : ADDR.server6, 16);
+        const before = lab.forwardedPackets();
+        const res = await client.go();
+        // A wrong checksum would make the server drop segments and the transfer stall or fail.
+        expect(res.reply.sha256).toBe(res.sent);
+        const m = await off.waitFor(/handed back tcp .* after (\d+)\+\d+ packets: FIN\/RST/, 5000);
+        expect(Number(m[1])).toBeGreaterThan(100);
+        expect(lab.forwardedPackets() - before).toBeLessThan(20);
+      } finally {
+        expect(await off.stop()).toBe(0);
+      }
+    }, 60_000);
+  }
 });
 
 describe("fail open", () => {

@@ -14,6 +14,12 @@ import type { Subprocess } from "bun";
 export interface LabOptions {
   /** Namespace name prefix; a random suffix is added. */
   prefix?: string;
+  /**
+   * true (default): the endpoints send complete checksums, as frames on a wire have. false: they
+   * leave checksums to "hardware" (veth), so the router receives CHECKSUM_PARTIAL packets, as it
+   * does from containers or VMs on the router itself.
+   */
+  wireChecksums?: boolean;
 }
 
 export class CommandError extends Error {}
@@ -59,8 +65,10 @@ export class Lab {
   readonly router: string;
   readonly server: string;
   private destroyed = false;
+  private readonly wireChecksums: boolean;
 
   constructor(opts: LabOptions = {}) {
+    this.wireChecksums = opts.wireChecksums ?? true;
     const id = `${opts.prefix ?? "eo"}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
     this.client = `${id}-c`;
     this.router = `${id}-r`;
@@ -96,9 +104,8 @@ export class Lab {
     sh(["ip", "-n", ns, "addr", "add", `${a4}/24`, "dev", "eth0"]);
     sh(["ip", "-n", ns, "-6", "addr", "add", `${a6}/64`, "dev", "eth0", "nodad"]);
     sh(["ip", "-n", ns, "link", "set", "eth0", "up"]);
-    // Frames carry complete checksums, as on a wire (a veth would otherwise hand on partial ones),
-    // and GRO gives the veth the NAPI instance that XDP-redirected frames need to be received.
-    sh(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", "off", "gro", "on"]);
+    // GRO gives the veth the NAPI instance that XDP-redirected frames need to be received.
+    sh(["ip", "netns", "exec", ns, "ethtool", "-K", "eth0", "tx", this.wireChecksums ? "off" : "on", "gro", "on"]);
     if (gw4) sh(["ip", "-n", ns, "route", "add", "default", "via", gw4]);
     if (gw6) sh(["ip", "-n", ns, "-6", "route", "add", "default", "via", gw6]);
   }

@@ -1,0 +1,83 @@
+// Traffic for the end-to-end tests: TCP and UDP clients in the lab's client namespace that
+// connect, wait until the offloader has taken their flow over, and then send on command.
+import { expect } from "bun:test";
+import type { Lab } from "./lab.ts";
+import type { Offloader } from "./offloader.ts";
+
+export const FIX = `${import.meta.dir}/fixtures`;
+export const BUN = process.execPath;
+
+export interface TcpResult {
+  sent: string;
+  reply: { sha256: string; bytes: number; peer: string };
+}
+
+export interface UdpResult {
+  sent: number;
+  received: number;
+}
+
+/** Reads a child's stdout: first up to a line matching a pattern, later the rest. */
+export class Output {
+  private readonly chunks: AsyncIterator<Uint8Array>;
+  private readonly dec = new TextDecoder();
+  private buf = "";
+
+  constructor(stream: ReadableStream<Uint8Array>) {
+    this.chunks = stream[Symbol.asyncIterator]();
+  }
+
+  async waitLine(re: RegExp): Promise<string> {
+    for (;;) {
+      const line = this.buf.split("\n").find((l) => re.test(l));
+      if (line) return line;
+      const { value, done } = await this.chunks.next();
+      if (done) throw new Error(`output ended before ${re}: ${this.buf}`);
+      this.buf += this.dec.decode(value);
+    }
+  }
+
+  /** The last line of the whole output. */
+  async lastLine(): Promise<string> {
+    for (;;) {
+      const { value, done } = await this.chunks.next();
+      if (done) return this.buf.trim().split("\n").pop() ?? "";
+      this.buf += this.dec.decode(value);
+    }
+  }
+}
+
+/** Starts the TCP client, waits until its connection is offloaded in both directions. */
+export async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number) {
+  const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
+  const out = new Output(proc.stdout);
+  await out.waitLine(/^ready/);
+  await off.waitFor(/offloaded tcp .*:5201 .*lan -> wan/, 5000);
+  await off.waitFor(/offloaded tcp .*:5201 -> .* wan -> lan/, 5000);
+  const go = async (): Promise<TcpResult> => {
+    proc.stdin.write("go\n");
+    proc.stdin.flush();
+    const last = await out.lastLine();
+    expect(await proc.exited).toBe(0);
+    return JSON.parse(last) as TcpResult;
+  };
+  return { go };
+}
+
+
+/** Starts the UDP client (RATE datagrams/s), waits until its flow is offloaded both ways. */
+export async function startUdpClient(lab: Lab, off: Offloader, host: string, count: number, rate = 1000) {
+  const proc = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, host, "7001", String(count), String(rate)]);
+  const out = new Output(proc.stdout);
+  await out.waitLine(/^ready/);
+  await off.waitFor(/offloaded udp .*:7001 .*lan -> wan/, 5000);
+  await off.waitFor(/offloaded udp .*:7001 -> .* wan -> lan/, 5000);
+  const go = async (): Promise<UdpResult> => {
+    proc.stdin.write("go\n");
+    proc.stdin.flush();
+    const last = await out.lastLine();
+    expect(await proc.exited).toBe(0);
+    return JSON.parse(last) as UdpResult;
+  };
+  return { go };
+}
