@@ -4,7 +4,7 @@
 // the client, and on the router either nothing (kernel path), the offloader, or the static
 // redirect ceiling.
 import type { Subprocess } from "bun";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { ADDR, Lab, sh } from "../test/lab.ts";
 import { Offloader } from "../test/offloader.ts";
 
@@ -49,6 +49,7 @@ export class BenchLab {
   private offloader: Offloader | null = null;
   private sinkMapId = 0;
   private lanMac = "";
+  private ceilingObj = "";
 
   constructor(readonly config: ConfigName) {
     this.lab = new Lab({ prefix: "eobench" });
@@ -69,7 +70,7 @@ export class BenchLab {
     lab.exec(lab.router, ["ip", "neigh", "replace", ADDR.server4, "lladdr", server.address, "dev", "wan", "nud", "permanent"]);
     if (this.config === "ceiling") {
       const wan = this.link(lab.router, "wan");
-      const obj = `${OUT}/ceiling-${lab.router}.bpf.o`;
+      const obj = (this.ceilingObj = `${OUT}/ceiling-${lab.router}.bpf.o`);
       bpfCc(`${import.meta.dir}/ceiling.bpf.c`, obj, [
         `-DWAN_IFINDEX=${wan.ifindex}`,
         `-DSRC_MAC=${macBytes(wan.address)}`,
@@ -141,13 +142,19 @@ export class BenchLab {
     return this.offloader !== null;
   }
 
+  /** For an interrupted run: removes the lab now, killing whatever runs in it. */
+  destroyNow(): void {
+    this.lab.destroy();
+    if (this.ceilingObj) rmSync(this.ceilingObj, { force: true });
+  }
+
   /** Stops the offloader (returning its exit code, or null) and removes the lab. */
   async destroy(): Promise<number | null> {
     let code: number | null = null;
     try {
       if (this.offloader) code = await Promise.race([this.offloader.stop(), Bun.sleep(5000).then(() => -1)]);
     } finally {
-      this.lab.destroy();
+      this.destroyNow();
     }
     return code;
   }

@@ -48,26 +48,28 @@ const labs: BenchLab[] = [];
 const abort = (why: string, code: number) => {
   console.error(`bench: ${why}: cleaning up`);
   killChildren();
-  for (const l of labs) l.lab.destroy();
+  for (const l of labs) l.destroyNow();
   process.exit(code);
 };
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => abort(sig, 130));
-const boundS = 120 + flowCounts.length * (WARM_TIMEOUT_MS / 1000 + rounds * configs.length * (seconds + 1));
+const boundS = 120 + flowCounts.length * configs.length * (WARM_TIMEOUT_MS / 1000 + rounds * (seconds + 1));
 setTimeout(() => abort(`still running after ${Math.round(boundS)} s`, 1), boundS * 1000).unref();
 
 /**
- * Sends to every lab once (conntrack then knows every flow), then waits until each offloader has
- * reported all flows offloaded. Returns a note per offloader: how long that took after the send.
+ * Sends to every lab (conntrack then knows every flow), and keeps sending to each offloader's lab
+ * until it has reported all flows offloaded: live traffic, as on a router, also lets it pick up
+ * flows it missed. Returns a note per offloader: how long that took.
  */
 async function warmUp(flows: number): Promise<string[]> {
   const notes: string[] = [];
   for (const l of labs) {
-    await l.send(flows, 0.2);
-    if (!l.hasOffloader) continue;
     const t0 = Date.now();
-    while (l.offloadedPorts().size < flows && Date.now() - t0 < WARM_TIMEOUT_MS) await Bun.sleep(20);
+    do await l.send(flows, 0.2);
+    while (l.hasOffloader && l.offloadedPorts().size < flows && Date.now() - t0 < WARM_TIMEOUT_MS);
+    if (!l.hasOffloader) continue;
     const n = l.offloadedPorts().size;
-    notes.push(n < flows ? `${l.config}: only ${n} of ${flows} flows offloaded after ${WARM_TIMEOUT_MS / 1000} s` : `${l.config}: all ${flows} offloaded within ${((Date.now() - t0) / 1000).toFixed(2)} s of the warm-up`);
+    const s = ((Date.now() - t0) / 1000).toFixed(1);
+    notes.push(n < flows ? `${l.config}: only ${n} of ${flows} flows offloaded after ${s} s` : `${l.config}: all ${flows} offloaded within ${s} s`);
     if (n < flows) console.error(`warning: ${notes.at(-1)}`);
   }
   return notes;
@@ -149,17 +151,19 @@ try {
   }
   console.error(`labs ready: ${configs.join(", ")}; ${rounds} rounds of ${seconds} s per configuration and flow count`);
   const results = await run();
-  // Anything the offloaders complained about, or flows they gave back mid-run, skews their rates.
+  // Anything the offloaders complained about, or flows they gave back mid-run, may skew their rates.
+  const notes: string[] = [];
   for (const l of labs) {
     const odd = l.offloaderLog.split("\n").filter((x) => /^(warn|error):|handed back/.test(x));
-    if (odd.length) console.error(`note: ${l.config}: ${odd.length} warning/hand-back line(s), e.g.\n  ${odd.slice(0, 5).join("\n  ")}`);
+    if (odd.length) notes.push(`${l.config}: ${odd.length} warning/hand-back line(s), first: \`${odd[0]}\``);
   }
+  for (const n of notes) console.error(`note: ${n}`);
   const tables = render(results);
   console.log(`\n${tables}`);
   const command = `bun bench/forwarding.ts ${Bun.argv.slice(2).join(" ")}`.trim();
   if (!values["no-write"]) {
     const path = `${import.meta.dir}/../docs/BENCHMARKS.md`;
-    writeFileSync(path, report({ command, machine: describeMachine(), date: new Date(), rounds, seconds, tables }));
+    writeFileSync(path, report({ command, machine: describeMachine(), date: new Date(), rounds, seconds, tables, notes }));
     console.error(`wrote ${path}`);
   }
 } catch (e) {

@@ -22,6 +22,8 @@ export interface ReportInput {
   rounds: number;
   seconds: number;
   tables: string;
+  /** What the offloaders logged as warnings during the run, summarised. */
+  notes: string[];
 }
 
 export function report(r: ReportInput): string {
@@ -52,5 +54,11 @@ the kernel path's rate in the same round, with their min and max. "offered" is w
 sent; "via forward chain" is the share of forwarded packets that the router's nftables forward
 chain saw (0% when the offloader carries every packet, 100% on the kernel path).
 
-${r.tables}`;
+With qdisc bypass the veth hands each frame to the router in the sender's own softirq, so the
+generator, the router and the sink all run on CPU 1 (CPU 0 stays idle): a rate here is one core's
+worth of generating + forwarding + sinking, and "offered" equals the forwarded rate (nothing is
+lost). The ratios therefore understate how much cheaper the router's own part became.
+
+${r.tables}
+${r.notes.length ? `## Offloader warnings during the run\n\n${r.notes.map((n) => `- ${n}`).join("\n")}\n` : ""}`;
 }
