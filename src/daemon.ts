@@ -8,6 +8,7 @@ import { Conntrack, ConntrackEvents } from "./conntrack.ts";
 import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
 import { Rtnl } from "./nexthop.ts";
+import { RouteEvents } from "./rtevents.ts";
 import { monotonicNs } from "../ffi/libc.ts";
 import { NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE } from "../ffi/conntrack.ts";
 
@@ -34,6 +35,7 @@ export class Daemon {
   private ct: Conntrack | null = null;
   private events: ConntrackEvents | null = null;
   private rb: RingBuffer | null = null;
+  private routeEvents: RouteEvents | null = null;
   private table: FlowTable | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
 
@@ -91,6 +93,7 @@ export class Daemon {
       NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
       (type, entry) => (type === "destroy" ? table.onConntrackDestroy(entry) : table.onConntrackChange(entry)),
     );
+    this.routeEvents = new RouteEvents((e) => table.onRouteEvent(e));
     this.rb = new RingBuffer(this.obj.map("flow_events"), (sample) => {
       const ev = decodeEvent(sample);
       if (ev.type === FLOW_EV_NEW) table.onNewFlow(ev.key);
@@ -107,6 +110,9 @@ export class Daemon {
     this.rb?.poll(0);
     this.events?.drain();
     if (this.events?.overflowed) this.table?.resync();
+    this.routeEvents?.drain();
+    if (this.routeEvents?.overflowed) this.table?.revalidateAll();
+    this.table?.revalidate();
   }
 
   /** Tells the datapath the daemon is alive; without it the datapath passes everything. */
@@ -182,9 +188,10 @@ export class Daemon {
     }
     this.rb?.close();
     this.events?.close();
+    this.routeEvents?.close();
     this.ct?.close();
     this.rtnl?.close();
     this.obj.close();
-    this.rb = this.events = this.ct = this.rtnl = null;
+    this.rb = this.events = this.ct = this.rtnl = this.routeEvents = null;
   }
 }

@@ -17,6 +17,7 @@ import { type Conntrack, type CtEntry, defaultTimeout, offloadable } from "./con
 import type { Logger } from "./log.ts";
 import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
 import type { NextHop, Rtnl } from "./nexthop.ts";
+import type { RouteEvent } from "./rtevents.ts";
 import { SlotAllocator } from "./slots.ts";
 
 export interface FlowTableOptions {
@@ -52,6 +53,9 @@ interface Pending {
   since: number;
 }
 
+/** Neighbour states the kernel transmits to (linux/neighbour.h): REACHABLE STALE DELAY PROBE PERMANENT. */
+const USABLE_NUD = 0x02 | 0x04 | 0x08 | 0x10 | 0x80;
+
 /** How long a pending flow waits for its conntrack entry to become offloadable. */
 const PENDING_MS = 30_000;
 /**
@@ -78,6 +82,8 @@ export class FlowTable {
   private readonly byTuple = new Map<string, Conn>();
   private readonly byId = new Map<number, Conn>();
   private readonly pending = new Map<string, Pending>();
+  /** Connections whose next hops must be resolved again (a route, neighbour or link changed). */
+  private readonly stale = new Set<Conn>();
   private readonly slots: SlotAllocator;
   private readonly statsBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
   private readonly zeroStats = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
@@ -170,7 +176,7 @@ export class FlowTable {
     this.pending.delete(id);
     const plans = [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const;
     const hop = this.resolve(plans[d], iif, entry.mark);
-    if (!hop) return;
+    if (typeof hop === "string") return this.o.log.debug(`not offloaded: ${describeTuple(plans[d].match)}: ${hop}`);
     const slot = this.slots.alloc();
     if (slot === null) return this.warnFull();
     this.o.stats.update(this.u32(slot), this.zeroStats);
@@ -200,34 +206,29 @@ export class FlowTable {
 
   private installDirection(conn: Conn, d: Dir, iif: number): void {
     const hop = this.resolve(conn.plans[d], iif, conn.entry.mark);
-    if (hop && !this.install(conn, d, iif, hop)) this.warnFull();
+    if (typeof hop === "string") this.o.log.debug(`not offloaded: ${describeTuple(conn.plans[d].match)}: ${hop}`);
+    else if (!this.install(conn, d, iif, hop)) this.warnFull();
   }
 
   /**
-   * Resolves a direction's next hop as the kernel would route it; null when not offloadable.
+   * Resolves a direction's next hop as the kernel would route it, or says why it can't be offloaded.
    * The datapath cannot see the packet mark that policy routing uses; the conntrack mark stands in
    * for it (setups like mwan3 restore it into the packet mark; it is 0 where nothing uses marks).
    */
-  private resolve(plan: DirectionPlan, iif: number, mark: number): NextHop | null {
-    if (!this.o.devices.has(iif)) return null;
+  private resolve(plan: DirectionPlan, iif: number, mark: number): NextHop | string {
+    if (!this.o.devices.has(iif)) return `ingress ifindex ${iif} is not an offloaded device`;
     const m = plan.match;
     // The kernel routes in prerouting, after destination NAT and before source NAT.
     const r = this.o.rtnl.resolve({
       family: m.family, iif, src: m.src, dst: plan.daddr, proto: m.proto,
       sport: m.sport, dport: plan.dport, mark,
     });
-    if (!r.ok) {
-      this.o.log.debug(`not offloaded: ${describeTuple(m)}: ${r.reason}`);
-      return null;
-    }
-    if (!this.o.devices.has(r.hop.oif)) {
-      this.o.log.debug(`not offloaded: ${describeTuple(m)}: egress ifindex ${r.hop.oif} is not an offloaded device`);
-      return null;
-    }
+    if (!r.ok) return r.reason;
+    if (!this.o.devices.has(r.hop.oif)) return `egress ifindex ${r.hop.oif} is not an offloaded device`;
     return r.hop;
   }
 
-  private install(conn: Conn, d: Dir, iif: number, hop: NextHop): boolean {
+  private install(conn: Conn, d: Dir, iif: number, hop: NextHop, what = "offloaded"): boolean {
     const plan = conn.plans[d];
     const m = plan.match;
     const key = encodeKey({
@@ -249,13 +250,14 @@ export class FlowTable {
     }
     if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
     conn.dirs[d] = { key, iif, hop };
-    this.o.log.info(`offloaded ${describeTuple(m)}${natNote(plan)} ${this.dev(iif)} -> ${this.dev(hop.oif)}`);
+    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${this.dev(iif)} -> ${this.dev(hop.oif)}`);
     return true;
   }
 
   /** Removes a connection from the fast path; its next packets take the kernel path. */
   private teardown(conn: Conn, reason: string): void {
     for (const dir of conn.dirs) if (dir) this.o.flows.delete(dir.key);
+    this.stale.delete(conn);
     const stats = this.readStats(conn.id);
     this.byId.delete(conn.id);
     this.byTuple.delete(tupleId(conn.entry.orig));
@@ -263,6 +265,57 @@ export class FlowTable {
     this.slots.release(conn.id);
     const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
     this.o.log.info(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
+  }
+
+  /** A link, neighbour or routing change: find the connections it may affect. */
+  onRouteEvent(e: RouteEvent): void {
+    for (const c of [...this.byId.values()]) {
+      const effect = this.effectOf(c, e);
+      if (effect === "stale") this.stale.add(c);
+      else if (effect) this.teardown(c, effect);
+    }
+  }
+
+  /** "stale" when the connection's next hops must be resolved again, a reason to hand it back, or null. */
+  private effectOf(c: Conn, e: RouteEvent): "stale" | string | null {
+    if (e.kind === "routing") return "stale";
+    let effect: "stale" | null = null;
+    for (const d of [0, 1] as const) {
+      const x = c.dirs[d];
+      if (!x) continue;
+      if (e.kind === "link" && (x.iif === e.ifindex || x.hop.oif === e.ifindex)) {
+        if (e.deleted || !e.up) return `device ${this.dev(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
+        effect = "stale"; // its MAC or MTU may have changed
+      }
+      if (e.kind === "neigh" && x.hop.oif === e.ifindex && sameBytes(x.hop.gateway ?? c.plans[d].daddr, e.dst)) {
+        const unchanged = !e.deleted && e.state & USABLE_NUD && e.lladdr && sameBytes(e.lladdr, x.hop.dmac);
+        if (!unchanged) effect = "stale";
+      }
+    }
+    return effect;
+  }
+
+  /** Resolves up to `budget` stale connections again: updates, or hands back, what changed. */
+  revalidate(budget = 1000): void {
+    for (const c of this.stale) {
+      if (budget-- <= 0) return;
+      this.stale.delete(c);
+      for (const d of [0, 1] as const) {
+        const x = c.dirs[d];
+        if (!x) continue;
+        const hop = this.resolve(c.plans[d], x.iif, c.entry.mark);
+        if (typeof hop === "string") {
+          this.teardown(c, `next hop changed: ${hop}`);
+          break;
+        }
+        if (!sameHop(hop, x.hop)) this.install(c, d, x.iif, hop, "re-routed");
+      }
+    }
+  }
+
+  /** Route events were lost: resolve every connection again. */
+  revalidateAll(): void {
+    for (const c of this.byId.values()) this.stale.add(c);
   }
 
   /** Once a second: keep live conntrack entries alive, hand back idle and closing connections. */
@@ -362,4 +415,8 @@ function natNote(p: DirectionPlan): string {
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function sameHop(a: NextHop, b: NextHop): boolean {
+  return a.oif === b.oif && a.mtu === b.mtu && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac);
 }

@@ -2,6 +2,10 @@
 // the benchmarks:
 //
 //   client (eth0 10.200.1.2, fd00:1::2) -- lan | router | wan -- (eth0 10.200.2.2, fd00:2::2) server
+//                                                          | wan2 -- (eth0 10.200.3.2, fd00:3::2) server2
+//
+// server2 and wan2 exist with `secondWan`: then both servers also answer for a service address
+// (10.200.9.9, fd00:9::9) that the router reaches via server, until a test moves the route.
 //                                          10.200.1.1      10.200.2.1
 //                                          fd00:1::1       fd00:2::1
 //
@@ -20,6 +24,8 @@ export interface LabOptions {
    * does from containers or VMs on the router itself.
    */
   wireChecksums?: boolean;
+  /** Adds server2 behind wan2 and the service address reachable through either server. */
+  secondWan?: boolean;
 }
 
 export class CommandError extends Error {}
@@ -44,7 +50,7 @@ table inet lab {
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan" masquerade
+    oifname { "wan", "wan2" } masquerade
   }
 }
 `;
@@ -58,27 +64,37 @@ export const ADDR = {
   routerLan6: "fd00:1::1",
   routerWan6: "fd00:2::1",
   server6: "fd00:2::2",
+  routerWan2_4: "10.200.3.1",
+  server2_4: "10.200.3.2",
+  routerWan2_6: "fd00:3::1",
+  server2_6: "fd00:3::2",
+  service4: "10.200.9.9",
+  service6: "fd00:9::9",
 } as const;
 
 export class Lab {
   readonly client: string;
   readonly router: string;
   readonly server: string;
+  readonly server2: string;
   private destroyed = false;
   private readonly wireChecksums: boolean;
+  private readonly secondWan: boolean;
 
   constructor(opts: LabOptions = {}) {
     this.wireChecksums = opts.wireChecksums ?? true;
+    this.secondWan = opts.secondWan ?? false;
     const id = `${opts.prefix ?? "eo"}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
     this.client = `${id}-c`;
     this.router = `${id}-r`;
     this.server = `${id}-s`;
+    this.server2 = `${id}-t`;
   }
 
   /** Builds the lab; on any failure removes what was built and rethrows. */
   create(): this {
     try {
-      for (const ns of [this.client, this.router, this.server]) sh(["ip", "netns", "add", ns]);
+      for (const ns of this.namespaces()) sh(["ip", "netns", "add", ns]);
       sh(["ip", "-n", this.router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", this.client]);
       sh(["ip", "-n", this.router, "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", this.server]);
       this.setupHost(this.client, ADDR.client4, ADDR.client6, ADDR.routerLan4, ADDR.routerLan6);
@@ -92,11 +108,35 @@ export class Lab {
         sh(["ip", "-n", r, "link", "set", dev, "up"]);
       }
       this.nft(RULESET);
+      if (this.secondWan) this.createSecondWan();
       return this;
     } catch (e) {
       this.destroy();
       throw e;
     }
+  }
+
+  private namespaces(): string[] {
+    return [this.client, this.router, this.server, ...(this.secondWan ? [this.server2] : [])];
+  }
+
+  private createSecondWan(): void {
+    const r = this.router;
+    sh(["ip", "-n", r, "link", "add", "wan2", "type", "veth", "peer", "name", "eth0", "netns", this.server2]);
+    this.setupHost(this.server2, ADDR.server2_4, ADDR.server2_6, ADDR.routerWan2_4, ADDR.routerWan2_6);
+    sh(["ip", "-n", r, "addr", "add", `${ADDR.routerWan2_4}/24`, "dev", "wan2"]);
+    sh(["ip", "-n", r, "-6", "addr", "add", `${ADDR.routerWan2_6}/64`, "dev", "wan2", "nodad"]);
+    sh(["ip", "-n", r, "link", "set", "wan2", "up"]);
+    sh(["ip", "-n", this.server, "route", "add", "default", "via", ADDR.routerWan4]);
+    sh(["ip", "-n", this.server, "-6", "route", "add", "default", "via", ADDR.routerWan6]);
+    for (const ns of [this.server, this.server2]) {
+      sh(["ip", "-n", ns, "addr", "add", `${ADDR.service4}/32`, "dev", "lo"]);
+      sh(["ip", "-n", ns, "-6", "addr", "add", `${ADDR.service6}/128`, "dev", "lo", "nodad"]);
+      // Tell the router at once when a test changes a server's MAC address.
+      sh(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.conf.all.arp_notify=1", "net.ipv4.conf.eth0.arp_notify=1"]);
+    }
+    sh(["ip", "-n", r, "route", "add", `${ADDR.service4}/32`, "via", ADDR.server4, "dev", "wan"]);
+    sh(["ip", "-n", r, "-6", "route", "add", `${ADDR.service6}/128`, "via", ADDR.server6, "dev", "wan"]);
   }
 
   private setupHost(ns: string, a4: string, a6: string, gw4: string | null, gw6: string | null): void {
@@ -156,7 +196,7 @@ export class Lab {
     if (this.destroyed) return;
     this.destroyed = true;
     // Deleting a namespace kills its veth ends (and their peers) and with them any XDP links.
-    for (const ns of [this.client, this.router, this.server]) {
+    for (const ns of this.namespaces()) {
       sh(["ip", "netns", "pids", ns], { allowFail: true })
         .split("\n")
         .filter(Boolean)
@@ -170,7 +210,7 @@ export class Lab {
 export function removeStaleLabs(prefix: string): void {
   for (const line of sh(["ip", "netns", "list"]).split("\n")) {
     const name = line.split(" ")[0] ?? "";
-    const m = /^(?:[a-z]+)-([0-9a-z]+)-[0-9a-z]+-[crs]$/.exec(name);
+    const m = /^(?:[a-z]+)-([0-9a-z]+)-[0-9a-z]+-[crst]$/.exec(name);
     if (!name.startsWith(`${prefix}-`) || !m?.[1]) continue;
     const pid = parseInt(m[1], 36);
     if (pid !== process.pid && !processAlive(pid)) sh(["ip", "netns", "del", name], { allowFail: true });

@@ -65,13 +65,13 @@ export async function startTcpClient(lab: Lab, off: Offloader, host: string, mib
 }
 
 
-/** Starts the UDP client (RATE datagrams/s), waits until its flow is offloaded both ways. */
-export async function startUdpClient(lab: Lab, off: Offloader, host: string, count: number, rate = 1000) {
-  const proc = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, host, "7001", String(count), String(rate)]);
+/** Starts the UDP client (RATE datagrams/s to PORT), waits until its flow is offloaded both ways. */
+export async function startUdpClient(lab: Lab, off: Offloader, host: string, count: number, rate = 1000, port = 7001) {
+  const proc = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, host, String(port), String(count), String(rate)]);
   const out = new Output(proc.stdout);
-  await out.waitLine(/^ready/);
-  await off.waitFor(/offloaded udp .*:7001 .*lan -> wan/, 5000);
-  await off.waitFor(/offloaded udp .*:7001 -> .* wan -> lan/, 5000);
+  const sport = (await out.waitLine(/^ready/)).split(" ")[1];
+  await off.waitFor(new RegExp(`offloaded udp \\S+:${sport} -> \\S+:${port} .*lan -> wan`), 5000);
+  await off.waitFor(new RegExp(`offloaded udp \\S+:${port} -> \\S+:${sport} .* wan\\d? -> lan`), 5000);
   const go = async (): Promise<UdpResult> => {
     proc.stdin.write("go\n");
     proc.stdin.flush();

@@ -1,0 +1,103 @@
+// The fast path must never be stale: when a route, a neighbour's MAC or a device changes, the
+// offloaded flows follow at once, or go back to the kernel. The lab's service address is
+// reachable through server (wan) or server2 (wan2); the tests move it between them.
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
+import { ADDR, Lab } from "./lab.ts";
+import { Offloader } from "./offloader.ts";
+import { BUN, FIX, startUdpClient } from "./traffic.ts";
+
+describe("route, neighbour and link changes", () => {
+  let lab: Lab;
+  const children: { kill(): void }[] = [];
+  let off: Offloader | null = null;
+
+  beforeAll(async () => {
+    lab = new Lab({ secondWan: true }).create();
+    for (const ns of [lab.server, lab.server2]) {
+      for (const port of ["7001", "7002"]) children.push(lab.spawn(ns, [BUN, `${FIX}/udp-echo.ts`, port, ADDR.service4]));
+    }
+    await Bun.sleep(300);
+  });
+
+  // Every test starts with the service behind server, via wan.
+  beforeEach(() => {
+    lab.exec(lab.server, ["ip", "addr", "replace", `${ADDR.service4}/32`, "dev", "lo"]);
+    lab.exec(lab.router, ["ip", "link", "set", "lan", "up"]);
+    lab.exec(lab.router, ["ip", "route", "replace", `${ADDR.service4}/32`, "via", ADDR.server4, "dev", "wan"]);
+  });
+
+  afterEach(async () => {
+    if (off) expect(await off.stop()).toBe(0);
+    off = null;
+  });
+
+  afterAll(() => {
+    for (const c of children) c.kill();
+    lab?.destroy();
+  });
+
+  const start = async () => {
+    off = new Offloader(lab, ["lan", "wan", "wan2", "--log-level", "debug"]);
+    await off.waitFor(/running on/);
+    return off;
+  };
+
+  test("a route moved to another next hop: the offloaded flow follows it", async () => {
+    const o = await start();
+    const client = await startUdpClient(lab, o, ADDR.service4, 3000, 1000);
+    const done = client.go();
+    await Bun.sleep(1000);
+    // From now on only server2 answers: packets still sent to server would be lost.
+    lab.exec(lab.router, ["ip", "route", "replace", `${ADDR.service4}/32`, "via", ADDR.server2_4, "dev", "wan2"]);
+    lab.exec(lab.server, ["ip", "addr", "del", `${ADDR.service4}/32`, "dev", "lo"]);
+    // The kernel first resolves server2's MAC: until then the flow is back on the kernel path.
+    await o.waitFor(/(re-routed|offloaded) udp \S+ -> 10\.200\.9\.9:7001 .*lan -> wan2/);
+    const res = await done;
+    expect(res.received).toBeGreaterThan(res.sent - 100);
+  }, 60_000);
+
+  test("the next hop's MAC address changes: delivery follows", async () => {
+    const o = await start();
+    const client = await startUdpClient(lab, o, ADDR.service4, 3000, 1000);
+    const done = client.go();
+    await Bun.sleep(1000);
+    // The server announces its new MAC (arp_notify); frames to the old one would be dropped.
+    lab.exec(lab.server, ["ip", "link", "set", "eth0", "address", "02:00:00:00:99:99"]);
+    await o.waitFor(/re-routed udp \S+ -> 10\.200\.9\.9:7001 .*lan -> wan/);
+    const res = await done;
+    expect(res.received).toBeGreaterThan(res.sent - 100);
+  }, 60_000);
+
+  test("a device going down hands its flows back to the kernel", async () => {
+    const o = await start();
+    const client = await startUdpClient(lab, o, ADDR.service4, 500, 1000);
+    const done = client.go();
+    // The LAN side: on the WAN side masquerade would flush the conntrack entry first.
+    lab.exec(lab.router, ["ip", "link", "set", "lan", "down"]);
+    await o.waitFor(/handed back udp \S+ -> 10\.200\.9\.9:7001 .*: device lan down/);
+    lab.exec(lab.router, ["ip", "link", "set", "lan", "up"]);
+    await done;
+  }, 60_000);
+
+  test("policy routing: flows with different marks take different paths", async () => {
+    lab.nft(`table inet marks {
+      chain pre { type filter hook prerouting priority mangle; udp dport 7002 ct mark set 0x10; meta mark set ct mark; }
+    }`);
+    lab.exec(lab.router, ["ip", "rule", "add", "fwmark", "0x10", "table", "100"]);
+    lab.exec(lab.router, ["ip", "route", "add", `${ADDR.service4}/32`, "via", ADDR.server2_4, "dev", "wan2", "table", "100"]);
+    try {
+      const o = await start();
+      const plain = await startUdpClient(lab, o, ADDR.service4, 200, 1000, 7001);
+      const marked = await startUdpClient(lab, o, ADDR.service4, 200, 1000, 7002);
+      expect(o.output).toMatch(/offloaded udp \S+ -> 10\.200\.9\.9:7001 .* lan -> wan\n/);
+      expect(o.output).toMatch(/offloaded udp \S+ -> 10\.200\.9\.9:7002 .* lan -> wan2\n/);
+      const [a, b] = await Promise.all([plain.go(), marked.go()]);
+      // The first datagrams may wait in the kernel for a neighbour and be dropped (unres_qlen).
+      expect(a.received).toBeGreaterThanOrEqual(a.sent - 5);
+      expect(b.received).toBeGreaterThanOrEqual(b.sent - 5);
+    } finally {
+      lab.exec(lab.router, ["nft", "delete", "table", "inet", "marks"]);
+      lab.exec(lab.router, ["ip", "rule", "del", "fwmark", "0x10", "table", "100"]);
+    }
+  }, 60_000);
+});
