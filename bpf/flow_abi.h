@@ -14,16 +14,16 @@
 
 #include <linux/types.h>
 
-#define FLOW_ABI_VERSION 1
+#define FLOW_ABI_VERSION 2
 
 /* A flow is one direction of a conntrack connection as it arrives on the lowest device. */
 struct flow_key {
 	__u32 ifindex;       /* lowest ingress device */
 	__u8 family;         /* AF_INET (2) or AF_INET6 (10) */
 	__u8 proto;          /* IPPROTO_TCP (6) or IPPROTO_UDP (17) */
-	__u16 dsa_port;      /* reserved for DSA: source port + 1; 0 = no DSA tag */
-	__u16 vlan[2];       /* reserved for 802.1Q/802.1ad: outer, inner VLAN id; 0 = none */
-	__u16 pppoe_sid;     /* reserved for PPPoE: session id (network order); 0 = none */
+	__u16 dsa_port;      /* DSA source port + 1 (tag of params.dsa_tagger); 0 = no DSA tag */
+	__u16 vlan[2];       /* outer, inner tag: VID | FLOW_VLAN_8021AD; 0 = none */
+	__u16 pppoe_sid;     /* PPPoE session id (network order); 0 = none */
 	__be16 sport;
 	__be16 dport;
 	__u16 pad;
@@ -31,8 +31,33 @@ struct flow_key {
 	__be32 daddr[4];
 };
 
+/*
+ * flow_key.vlan[] and flow_action.egress_vlan[]: the VLAN id (1..4094) in the low 12 bits, and
+ * FLOW_VLAN_8021AD when the tag's TPID is 0x88a8 (802.1ad S-tag) rather than 0x8100 (802.1Q).
+ * Priority bits are not part of the key, and pushed tags carry PCP 0 / DEI 0 (the default
+ * egress priority map of a Linux VLAN device). On TC ingress a tag the driver stripped into
+ * skb metadata counts as the outer tag, as it stood in front of the in-frame ones.
+ */
+#define FLOW_VLAN_VID_MASK 0x0fff
+#define FLOW_VLAN_8021AD   0x8000
+
+/*
+ * DSA taggers (offload_params.dsa_tagger, flow_action.egress_dsa_tagger), as the kernel's
+ * net/dsa/tag_*.c define their frames. DSA_TAG_NONE: the device is not a DSA conduit.
+ */
+#define DSA_TAG_NONE         0
+#define DSA_TAG_MTK          1 /* MediaTek MT753x: 4 bytes after the source MAC */
+#define DSA_TAG_QCA          2 /* Qualcomm QCA8K: 2 bytes after the source MAC */
+#define DSA_TAG_BRCM         3 /* Broadcom: 4 bytes after the source MAC */
+#define DSA_TAG_BRCM_PREPEND 4 /* Broadcom: 4 bytes before the destination MAC */
+#define DSA_TAG_GSWIP        5 /* Lantiq GSWIP: 8 bytes (rx) / 4 bytes (tx) before the frame */
+#define DSA_TAG_DSA          6 /* Marvell DSA: 4 bytes after the source MAC */
+#define DSA_TAG_EDSA         7 /* Marvell EDSA: 8 bytes (ethertype 0xdada) after the source MAC */
+#define DSA_TAG_RTL8_4       8 /* Realtek RTL8365MB: 8 bytes (ethertype 0x8899) after the source MAC */
+
 /* flow_action.flags */
-#define FLOW_ACT_DROP (1U << 0) /* drop every packet of this flow (not forwarded) */
+#define FLOW_ACT_DROP    (1U << 0) /* drop every packet of this flow (not forwarded) */
+#define FLOW_ACT_TC_ONLY (1U << 1) /* XDP passes the flow's packets, the TC program forwards them */
 
 /*
  * What to do with a flow's packets. Written only by user space; the datapath only reads it.
@@ -57,9 +82,16 @@ struct flow_action {
 	__u16 l3_csum_delta;     /* IPv4 header: addresses and the TTL decrement */
 	__u16 l4_csum_pseudo;    /* L4 checksum: pseudo-header part (addresses) */
 	__u16 l4_csum_ports;     /* L4 checksum: port part */
-	__u16 egress_vlan[2];    /* reserved for 802.1Q/802.1ad push */
-	__u16 egress_pppoe_sid;  /* reserved for PPPoE push */
-	__u16 pad[2];
+	/*
+	 * Egress encapsulation, outermost first on the wire: DSA tag, egress_vlan[0], egress_vlan[1],
+	 * PPPoE session. egress_vlan[1] needs egress_vlan[0]. The PPP protocol and the PPPoE length
+	 * follow from the packet.
+	 */
+	__u16 egress_vlan[2];    /* outer, inner tag to push: VID | FLOW_VLAN_8021AD; 0 = none */
+	__u16 egress_pppoe_sid;  /* PPPoE session id to push (network order); 0 = none */
+	__u8 egress_dsa_tagger;  /* DSA_TAG_* of the egress conduit; DSA_TAG_NONE = no tag */
+	__u8 egress_dsa_port;    /* switch port the tag sends the frame to */
+	__u16 pad;
 };
 
 struct flow_dir_stats {
@@ -106,6 +138,27 @@ struct flow_config {
 struct offload_params {
 	__u64 heartbeat_timeout_ns; /* pass every packet when the heartbeat is older; 0 = never */
 	__u64 notify_interval_ns;   /* at most one FLOW_EV_NEW per unknown flow per interval */
+	/*
+	 * The device the program is attached to is a DSA conduit with this tagger (DSA_TAG_*): its
+	 * frames are parsed with the tagger's receive format. One program instance per tagger.
+	 */
+	__u32 dsa_ports;            /* bit n: switch port n has a user device; others: to the stack */
+	__u8 dsa_tagger;
+	__u8 pad[3];
+};
+
+/*
+ * Per-device counters for the admin's status view: a per-CPU hash keyed by the ingress ifindex
+ * (__u32). User space creates an entry for each device it attaches to; the datapath only updates
+ * existing entries. Bytes are frame bytes as received (Ethernet header and tags included).
+ */
+struct iface_stats {
+	__u64 fwd_packets;       /* forwarded by the fast path (redirected or sent back out) */
+	__u64 fwd_bytes;
+	__u64 pass_packets;      /* handed to the kernel stack */
+	__u64 pass_bytes;
+	__u64 drop_packets;      /* dropped (FLOW_ACT_DROP, or a failed rewrite) */
+	__u64 drop_bytes;
 };
 
 #endif /* FLOW_ABI_H */

@@ -7,6 +7,33 @@ export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 
 export const FLOW_ACT_DROP = 1;
+/** XDP passes the flow's packets to the stack; the TC program forwards them. */
+export const FLOW_ACT_TC_ONLY = 2;
+/** flow_key.vlan[] / flow_action.egressVlan[]: VID in the low 12 bits, this flag for TPID 0x88a8. */
+export const FLOW_VLAN_VID_MASK = 0x0fff;
+export const FLOW_VLAN_8021AD = 0x8000;
+
+/** DSA taggers: offload_params.dsa_tagger and flow_action.egress_dsa_tagger. */
+export const DSA_TAG_NONE = 0;
+export const DSA_TAG_MTK = 1;
+export const DSA_TAG_QCA = 2;
+export const DSA_TAG_BRCM = 3;
+export const DSA_TAG_BRCM_PREPEND = 4;
+export const DSA_TAG_GSWIP = 5;
+export const DSA_TAG_DSA = 6;
+export const DSA_TAG_EDSA = 7;
+export const DSA_TAG_RTL8_4 = 8;
+/** The kernel's tagger names (/sys/class/net/CONDUIT/dsa/tagging) and their DSA_TAG_* values. */
+export const DSA_TAGGERS: Readonly<Record<string, number>> = {
+  mtk: DSA_TAG_MTK,
+  qca: DSA_TAG_QCA,
+  brcm: DSA_TAG_BRCM,
+  "brcm-prepend": DSA_TAG_BRCM_PREPEND,
+  gswip: DSA_TAG_GSWIP,
+  dsa: DSA_TAG_DSA,
+  edsa: DSA_TAG_EDSA,
+  rtl8_4: DSA_TAG_RTL8_4,
+};
 export const FLOW_STATS_CLOSING = 1;
 export const FLOW_EV_NEW = 1;
 export const FLOW_EV_CLOSING = 2;
@@ -25,14 +52,21 @@ export const LAYOUT = {
     members: {
       out_ifindex: 0, conn_id: 4, dir: 8, flags: 9, mtu: 10, dmac: 12, smac: 18, saddr: 24,
       daddr: 40, sport: 56, dport: 58, l3_csum_delta: 60, l4_csum_pseudo: 62, l4_csum_ports: 64,
-      egress_vlan: 66, egress_pppoe_sid: 70, pad: 72,
+      egress_vlan: 66, egress_pppoe_sid: 70, egress_dsa_tagger: 72, egress_dsa_port: 73, pad: 74,
     },
   },
   flow_dir_stats: { size: 16, members: { packets: 0, bytes: 8 } },
   flow_stats: { size: 48, members: { dir: 0, last_seen_ns: 32, flags: 40, pad: 44 } },
   flow_event: { size: 60, members: { type: 0, conn_id: 4, key: 8 } },
   flow_config: { size: 8, members: { heartbeat_ns: 0 } },
-  offload_params: { size: 16, members: { heartbeat_timeout_ns: 0, notify_interval_ns: 8 } },
+  offload_params: {
+    size: 24,
+    members: { heartbeat_timeout_ns: 0, notify_interval_ns: 8, dsa_ports: 16, dsa_tagger: 20, pad: 21 },
+  },
+  iface_stats: {
+    size: 48,
+    members: { fwd_packets: 0, fwd_bytes: 8, pass_packets: 16, pass_bytes: 24, drop_packets: 32, drop_bytes: 40 },
+  },
 } as const;
 
 /** A 16-byte address as it stands in the packet; IPv4 uses the first 4 bytes, the rest is zero. */
@@ -68,6 +102,10 @@ export interface FlowAction {
   l4CsumPorts: number;
   egressVlan: readonly [number, number];
   egressPppoeSid: number;
+  /** DSA_TAG_* of the egress conduit; omitted or DSA_TAG_NONE: no tag. */
+  egressDsaTagger?: number;
+  /** The switch port (not + 1) the tag sends the frame to. */
+  egressDsaPort?: number;
 }
 
 export interface FlowDirStats {
@@ -155,6 +193,8 @@ export function encodeAction(a: FlowAction): Uint8Array {
   v.setUint16(A.egress_vlan, a.egressVlan[0], true);
   v.setUint16(A.egress_vlan + 2, a.egressVlan[1], true);
   v.setUint16(A.egress_pppoe_sid, a.egressPppoeSid, false);
+  v.setUint8(A.egress_dsa_tagger, a.egressDsaTagger ?? DSA_TAG_NONE);
+  v.setUint8(A.egress_dsa_port, a.egressDsaPort ?? 0);
   return buf;
 }
 
@@ -177,6 +217,8 @@ export function decodeAction(buf: Uint8Array): FlowAction {
     l4CsumPorts: v.getUint16(A.l4_csum_ports, true),
     egressVlan: [v.getUint16(A.egress_vlan, true), v.getUint16(A.egress_vlan + 2, true)],
     egressPppoeSid: v.getUint16(A.egress_pppoe_sid, false),
+    egressDsaTagger: v.getUint8(A.egress_dsa_tagger),
+    egressDsaPort: v.getUint8(A.egress_dsa_port),
   };
 }
 
@@ -205,6 +247,10 @@ export function decodeEvent(buf: Uint8Array): FlowEvent {
 export interface OffloadParams {
   heartbeatTimeoutNs: bigint;
   notifyIntervalNs: bigint;
+  /** DSA_TAG_* of the device this program instance is attached to (a conduit); default none. */
+  dsaTagger?: number;
+  /** Bit n: switch port n of that conduit has a user device; default 0. */
+  dsaPorts?: number;
 }
 
 export function encodeParams(p: OffloadParams): Uint8Array {
@@ -212,6 +258,8 @@ export function encodeParams(p: OffloadParams): Uint8Array {
   const v = view(buf);
   v.setBigUint64(LAYOUT.offload_params.members.heartbeat_timeout_ns, p.heartbeatTimeoutNs, true);
   v.setBigUint64(LAYOUT.offload_params.members.notify_interval_ns, p.notifyIntervalNs, true);
+  v.setUint32(LAYOUT.offload_params.members.dsa_ports, p.dsaPorts ?? 0, true);
+  v.setUint8(LAYOUT.offload_params.members.dsa_tagger, p.dsaTagger ?? DSA_TAG_NONE);
   return buf;
 }
 
@@ -219,4 +267,33 @@ export function encodeConfig(heartbeatNs: bigint): Uint8Array {
   const buf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_config.size));
   view(buf).setBigUint64(LAYOUT.flow_config.members.heartbeat_ns, heartbeatNs, true);
   return buf;
+}
+
+export interface IfaceStats {
+  fwdPackets: bigint;
+  fwdBytes: bigint;
+  passPackets: bigint;
+  passBytes: bigint;
+  dropPackets: bigint;
+  dropBytes: bigint;
+}
+
+const I = LAYOUT.iface_stats.members;
+
+/** Sums the per-CPU values of one iface_stats entry (nCpus values of LAYOUT.iface_stats.size, 8-aligned). */
+export function decodeIfaceStats(buf: Uint8Array, nCpus: number): IfaceStats {
+  const v = view(buf);
+  const sum = (off: number): bigint => {
+    let t = 0n;
+    for (let c = 0; c < nCpus; c++) t += v.getBigUint64(c * LAYOUT.iface_stats.size + off, true);
+    return t;
+  };
+  return {
+    fwdPackets: sum(I.fwd_packets),
+    fwdBytes: sum(I.fwd_bytes),
+    passPackets: sum(I.pass_packets),
+    passBytes: sum(I.pass_bytes),
+    dropPackets: sum(I.drop_packets),
+    dropBytes: sum(I.drop_bytes),
+  };
 }

@@ -6,6 +6,13 @@
 export const ETH_P_IP = 0x0800;
 export const ETH_P_ARP = 0x0806;
 export const ETH_P_IPV6 = 0x86dd;
+export const ETH_P_8021Q = 0x8100;
+export const ETH_P_8021AD = 0x88a8;
+export const ETH_P_PPP_DISC = 0x8863;
+export const ETH_P_PPP_SES = 0x8864;
+export const PPP_IP = 0x0021;
+export const PPP_IPV6 = 0x0057;
+export const PPP_LCP = 0xc021;
 export const ETH_HLEN = 14;
 
 export const PROTO_TCP = 6;
@@ -21,7 +28,32 @@ export const TCP_ACK = 0x10;
 export const IPV6_HOPOPTS = 0;
 export const IPV6_DSTOPTS = 60;
 
+/**
+ * An encapsulation header between the source MAC and the IP packet, listed outermost first in
+ * FrameSpec.encap. A DSA tag sits right after the source MAC (or, prepend, before the
+ * destination MAC); absorb: the tag takes the place of that many bytes of the header after it
+ * (a tagger that merges its tag with a VLAN tag).
+ */
+export type Encap =
+  | { kind: "vlan"; vid: number; tpid?: number; pcp?: number }
+  | {
+      kind: "pppoe";
+      sid: number;
+      /** Defaults: ethertype 0x8864, ver/type 0x11, code 0, length = PPP protocol + IP packet. */
+      ethertype?: number;
+      verType?: number;
+      code?: number;
+      length?: number;
+      /** Default: PPP_IP or PPP_IPV6 for the packet's family. */
+      pppProto?: number;
+    }
+  | { kind: "dsa"; tag: Uint8Array; prepend?: boolean; absorb?: number }
+  /** Raw bytes after the source MAC, before everything else (e.g. an LLC header with its length). */
+  | { kind: "raw"; bytes: Uint8Array };
+
 export interface FrameSpec {
+  /** Encapsulation headers, outermost first; default none (plain Ethernet). */
+  encap?: Encap[];
   /** "aa:bb:cc:dd:ee:ff"; defaults 02:00:00:00:00:01 (dst) and 02:00:00:00:00:02 (src). */
   dmac?: string;
   smac?: string;
@@ -235,11 +267,111 @@ export function buildFrame(spec: FrameSpec): Uint8Array {
   const v4 = src.length === 4;
   const l4 = buildL4(spec, src, dst);
   const l3 = v4 ? buildIpv4(spec, src, dst, l4) : buildIpv6(spec, src, dst, l4);
-  const eth = new Uint8Array(ETH_HLEN);
-  eth.set(parseMac(spec.dmac ?? "02:00:00:00:00:01"), 0);
-  eth.set(parseMac(spec.smac ?? "02:00:00:00:00:02"), 6);
-  new DataView(eth.buffer).setUint16(12, spec.ethertype ?? (v4 ? ETH_P_IP : ETH_P_IPV6));
-  return concat(eth, l3, new Uint8Array(spec.padding ?? 0));
+  const macs = concat(parseMac(spec.dmac ?? "02:00:00:00:00:01"), parseMac(spec.smac ?? "02:00:00:00:00:02"));
+  // Built from the inside out: `after` is everything between the source MAC and the IP packet.
+  let after: Uint8Array = u16be(spec.ethertype ?? (v4 ? ETH_P_IP : ETH_P_IPV6));
+  let prefix: Uint8Array = new Uint8Array(0);
+  for (const e of [...(spec.encap ?? [])].reverse()) {
+    if (e.kind === "vlan") {
+      const tci = ((e.pcp ?? 0) << 13) | e.vid;
+      after = concat(u16be(e.tpid ?? ETH_P_8021Q), u16be(tci), after);
+    } else if (e.kind === "pppoe") {
+      // `after` is the IP ethertype here: PPPoE is the innermost header.
+      const hdr = new Uint8Array(8);
+      const v = new DataView(hdr.buffer);
+      hdr[0] = e.verType ?? 0x11;
+      hdr[1] = e.code ?? 0;
+      v.setUint16(2, e.sid);
+      v.setUint16(4, e.length ?? l3.length + 2);
+      v.setUint16(6, e.pppProto ?? (v4 ? PPP_IP : PPP_IPV6));
+      after = concat(u16be(e.ethertype ?? ETH_P_PPP_SES), hdr);
+    } else if (e.kind === "dsa") {
+      if (e.prepend) prefix = concat(e.tag, prefix);
+      else after = concat(e.tag, after.subarray(e.absorb ?? 0));
+    } else {
+      after = concat(e.bytes, after);
+    }
+  }
+  return concat(prefix, macs, after, l3, new Uint8Array(spec.padding ?? 0));
+}
+
+function u16be(n: number): Uint8Array {
+  return new Uint8Array([(n >> 8) & 0xff, n & 0xff]);
+}
+
+/** The L2 header's length in a frame built from spec: where its IP packet starts. */
+export function l2Length(spec: FrameSpec): number {
+  const frame = buildFrame(spec);
+  const plain = buildFrame({ ...spec, encap: [], padding: 0 });
+  return frame.length - (spec.padding ?? 0) - (plain.length - ETH_HLEN);
+}
+
+/** The frame as plain Ethernet (the L2 header from l2Len on replaced by ethertype), for parseFrame. */
+export function stripL2(frame: Uint8Array, l2Len: number, ethertype: number): Uint8Array {
+  return concat(frame.subarray(0, 12), u16be(ethertype), frame.subarray(l2Len));
+}
+
+// ---- DSA tags, as the kernel's taggers (net/dsa/tag_*.c) lay them out ----
+
+export type DsaTagger = "mtk" | "qca" | "brcm" | "brcm-prepend" | "gswip" | "dsa" | "edsa" | "rtl8_4";
+
+/** A tag as a switch sends it to the CPU port for a frame received on user port `port`. */
+export function dsaRx(tagger: DsaTagger, port: number): Encap {
+  const b = (...bytes: number[]) => new Uint8Array(bytes);
+  switch (tagger) {
+    case "mtk": // 16-bit header, source port in bits 2-0, then 2 more bytes
+      return { kind: "dsa", tag: b(0x00, port, 0x00, 0x00) };
+    case "qca": // version 2 (bits 15-14), type 0 "normal", source port in bits 2-0
+      return { kind: "dsa", tag: b(0x80, port) };
+    case "brcm": // opcode 0, class id, reason code, source port in bits 4-0
+      return { kind: "dsa", tag: b(0x00, 0x00, 0x00, port) };
+    case "brcm-prepend":
+      return { kind: "dsa", tag: b(0x00, 0x00, 0x00, port), prepend: true };
+    case "gswip": // 8 bytes before the frame, source port in bits 6-4 of the last
+      return { kind: "dsa", tag: b(0, 0, 0, 0, 0, 0, 0, port << 4), prepend: true };
+    case "dsa": // FORWARD (3) from device 0, untagged; source port in bits 7-3 of byte 1
+      return { kind: "dsa", tag: b(0xc0, port << 3, 0x00, 0x00) };
+    case "edsa": // ethertype 0xdada, 2 reserved bytes, then the DSA tag
+      return { kind: "dsa", tag: b(0xda, 0xda, 0x00, 0x00, 0xc0, port << 3, 0x00, 0x00) };
+    case "rtl8_4": // ethertype 0x8899, protocol 4, reason 0, ..., source port in the last nibble
+      return { kind: "dsa", tag: b(0x88, 0x99, 0x04, 0x00, 0x00, 0x00, 0x00, port) };
+  }
+}
+
+/**
+ * A tag as the CPU sends a frame to user port `port` (standalone), for a frame whose outermost
+ * VLAN tag (if any) has TPID outerTpid: MediaTek merges its tag with any VLAN tag, Marvell with
+ * an 802.1Q one.
+ */
+export function dsaTx(tagger: DsaTagger, port: number, outerTpid?: number, outerVid = 0): Encap {
+  const b = (...bytes: number[]) => new Uint8Array(bytes);
+  const bit = 1 << port;
+  switch (tagger) {
+    case "mtk":
+      if (outerTpid !== undefined) return { kind: "dsa", tag: b(outerTpid === ETH_P_8021AD ? 2 : 1, bit), absorb: 2 };
+      return { kind: "dsa", tag: b(0x00, bit, 0x00, 0x00) };
+    case "qca": // version 2, from CPU (bit 7), destination port bitmap
+      return { kind: "dsa", tag: b(0x80, 0x80 | bit) };
+    case "brcm":
+    case "brcm-prepend": {
+      // opcode 1 (bits 7-5), traffic class 0, destination map (port 8 in byte 2)
+      const tag = b(0x20, 0x00, port === 8 ? 1 : 0, bit & 0xff);
+      return tagger === "brcm" ? { kind: "dsa", tag } : { kind: "dsa", tag, prepend: true };
+    }
+    case "gswip": // SLPID CPU, DPID ELAN, port map enable + select, map in bits 6-1, DPID_EN
+      return { kind: "dsa", tag: b(0x02, 0x00, 0xc0, (bit << 1) | 1), prepend: true };
+    case "dsa":
+    case "edsa": {
+      const edsa = tagger === "edsa" ? [0xda, 0xda, 0x00, 0x00] : [];
+      if (outerTpid === ETH_P_8021Q) {
+        // FROM_CPU (1), "tagged", carrying the 802.1Q tag's VID in its place
+        return { kind: "dsa", tag: b(...edsa, 0x60, port << 3, outerVid >> 8, outerVid & 0xff), absorb: 4 };
+      }
+      return { kind: "dsa", tag: b(...edsa, 0x40, port << 3, 0x00, 0x00) };
+    }
+    case "rtl8_4": // ethertype 0x8899, protocol 4, LEARN_DIS, forwarding port mask
+      return { kind: "dsa", tag: b(0x88, 0x99, 0x04, 0x00, 0x00, 0x20, bit >> 8, bit & 0xff) };
+  }
 }
 
 export interface ParsedFrame {
