@@ -7,8 +7,12 @@ import { AF_INET } from "./abi.ts";
 const HOST_LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
 export const RTM_NEWLINK = 16;
+export const RTM_DELLINK = 17;
 export const RTM_GETLINK = 18;
+export const RTM_NEWADDR = 20;
+export const RTM_GETADDR = 22;
 export const RTM_NEWROUTE = 24;
 export const RTM_GETROUTE = 26;
 export const RTM_NEWNEIGH = 28;
@@ -17,6 +21,8 @@ export const RTM_NEWNETCONF = 80;
 export const RTM_GETNETCONF = 82;
 
 const NLM_F_REQUEST = 0x1;
+const NLM_F_DUMP_INTR = 0x10;
+const NLM_F_DUMP = 0x300;
 const NLM_F_CAPPED = 0x100;
 const NLM_F_ACK_TLVS = 0x200;
 const NLMSGERR_ATTR_MSG = 1;
@@ -53,6 +59,8 @@ export function routeTypeName(type: number): string {
 
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
+const NDA_VLAN = 5;
+const NDA_MASTER = 9;
 
 export const NUD_INCOMPLETE = 0x01;
 export const NUD_REACHABLE = 0x02;
@@ -76,12 +84,52 @@ export function nudName(state: number): string {
 const IFLA_ADDRESS = 1;
 const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
+const IFLA_LINK = 5;
 const IFLA_MASTER = 10;
 const IFLA_LINKINFO = 18;
+const IFLA_AF_SPEC = 26;
+const IFLA_EXT_MASK = 29;
+const IFLA_LINK_NETNSID = 37;
+const IFLA_PHYS_PORT_NAME = 38;
 const IFLA_INFO_KIND = 1;
+const IFLA_INFO_DATA = 2;
+const IFLA_INFO_SLAVE_KIND = 4;
+const IFLA_INFO_SLAVE_DATA = 5;
+const IFLA_VLAN_ID = 1;
+const IFLA_VLAN_PROTOCOL = 5;
+const IFLA_BR_VLAN_FILTERING = 7;
+const IFLA_BR_VLAN_PROTOCOL = 8;
+const IFLA_BR_VLAN_DEFAULT_PVID = 39;
+const IFLA_BRPORT_STATE = 1;
+/** IFLA_DSA_CONDUIT, formerly IFLA_DSA_MASTER. */
+const IFLA_DSA_CONDUIT = 1;
+const IFLA_BRIDGE_VLAN_INFO = 2;
+export const BRIDGE_VLAN_INFO_PVID = 0x2;
+export const BRIDGE_VLAN_INFO_UNTAGGED = 0x4;
+const BRIDGE_VLAN_INFO_RANGE_BEGIN = 0x8;
+const BRIDGE_VLAN_INFO_RANGE_END = 0x10;
+/** RTEXT_FILTER_* for IFLA_EXT_MASK. */
+export const RTEXT_FILTER_BRVLAN = 0x2;
+export const RTEXT_FILTER_SKIP_STATS = 0x8;
 export const ARPHRD_ETHER = 1;
+export const ARPHRD_PPP = 512;
+export const ARPHRD_LOOPBACK = 772;
+export const AF_BRIDGE = 7;
+export const ETH_P_8021Q = 0x8100;
+export const ETH_P_8021AD = 0x88a8;
+/** Bridge port STP states (BR_STATE_*). */
+export const BR_STATE_FORWARDING = 3;
+const BR_STATE_NAMES = ["disabled", "listening", "learning", "forwarding", "blocking"];
+export function brStateName(state: number): string {
+  return BR_STATE_NAMES[state] ?? `state ${state}`;
+}
 const IFF_UP = 0x1;
+const IFF_LOOPBACK = 0x8;
 const IFF_RUNNING = 0x40;
+
+const IFA_ADDRESS = 1;
+/** ifa_scope at or above which an address is not routable beyond the link (RT_SCOPE_LINK). */
+export const RT_SCOPE_LINK = 253;
 
 const NETCONFA_IFINDEX = 1;
 const NETCONFA_FORWARDING = 2;
@@ -102,19 +150,77 @@ export interface RouteQuery {
   mark: number;
 }
 
+/** An 802.1Q (0x8100) or 802.1ad (0x88a8) tag; proto 0 stands for "either" in ingress lookups. */
+export interface VlanTag {
+  id: number;
+  proto: number;
+}
+
 export interface LinkInfo {
   ifindex: number;
   name: string;
   mac: Uint8Array;
   mtu: number;
-  /** ARPHRD_* (ARPHRD_ETHER = 1). */
+  /** ARPHRD_* (ARPHRD_ETHER = 1, ARPHRD_PPP = 512). */
   type: number;
-  /** IFLA_INFO_KIND ("bridge", "veth", "vlan", ...), null for plain hardware devices. */
+  /** IFLA_INFO_KIND ("bridge", "veth", "vlan", "dsa", "ppp", ...), null for plain hardware devices. */
   kind: string | null;
   /** IFF_UP and IFF_RUNNING (administratively up with carrier). */
   up: boolean;
+  /** IFF_UP alone. */
+  adminUp: boolean;
+  loopback: boolean;
   /** ifindex of the master device (bridge, bond, VRF), 0 when none. */
   master: number;
+  /** IFLA_LINK: the device beneath (VLAN real device, DSA conduit); 0 when none or in another namespace. */
+  link: number;
+  /** kind "vlan": the tag this device adds. */
+  vlan: VlanTag | null;
+  /** kind "dsa": IFLA_DSA_CONDUIT, the conduit's ifindex; 0 otherwise. */
+  dsaConduit: number;
+  /** IFLA_PHYS_PORT_NAME ("p3" for DSA user port 3), null when the driver has none. */
+  portName: string | null;
+  /** IFLA_INFO_SLAVE_KIND: "bridge" for a bridge port, null when not enslaved. */
+  slaveKind: string | null;
+  /** A bridge port's STP state (BR_STATE_*), null for other devices. */
+  brportState: number | null;
+  /** kind "bridge": its VLAN settings. */
+  bridge: { vlanFiltering: boolean; vlanProtocol: number; defaultPvid: number } | null;
+}
+
+/** A bridge VLAN entry of a port (or of the bridge device itself: its "self" entries). */
+export interface BridgeVlan {
+  vid: number;
+  /** BRIDGE_VLAN_INFO_PVID: untagged and priority-tagged frames received get this VLAN. */
+  pvid: boolean;
+  /** BRIDGE_VLAN_INFO_UNTAGGED: frames of this VLAN leave without a tag. */
+  untagged: boolean;
+}
+
+/** An RTM_NEWLINK message of family AF_BRIDGE (RTEXT_FILTER_BRVLAN): a device's bridge VLANs. */
+export interface BridgeLinkReply {
+  ifindex: number;
+  master: number;
+  /** null when the message carries no IFLA_AF_SPEC (VLAN filtering off or not requested). */
+  vlans: BridgeVlan[] | null;
+}
+
+/** A bridge forwarding database entry (RTM_NEWNEIGH, family AF_BRIDGE). */
+export interface FdbReply {
+  /** The port the address is behind; the bridge itself for its own (local) addresses. */
+  ifindex: number;
+  master: number;
+  vlan: number;
+  state: number;
+  flags: number;
+  lladdr: Uint8Array | null;
+}
+
+export interface AddrReply {
+  family: number;
+  ifindex: number;
+  scope: number;
+  address: Uint8Array | null;
 }
 
 export interface RouteReply {
@@ -212,6 +318,14 @@ class Writer {
     this.buf.set(bytes, this.attr(type, bytes.length));
   }
 
+  flags(value: number): void {
+    this.v.setUint16(6, value, HOST_LE);
+  }
+
+  attrU16(type: number, value: number): void {
+    this.v.setUint16(this.attr(type, 2), value, HOST_LE);
+  }
+
   finish(): number {
     this.v.setUint32(0, this.off, HOST_LE);
     return this.off;
@@ -263,6 +377,44 @@ export function buildNeighGet(buf: Uint8Array, seq: number, family: number, ifin
 export function buildLinkGet(buf: Uint8Array, seq: number, ifindex: number): number {
   const w = new Writer(buf, RTM_GETLINK, seq, 16);
   w.i32(4, ifindex);
+  return w.finish();
+}
+
+/** RTM_GETLINK dump of every interface, as `family` sees them (AF_BRIDGE: bridge ports and bridges). */
+export function buildLinkDump(buf: Uint8Array, seq: number, family: number, extMask: number): number {
+  const w = new Writer(buf, RTM_GETLINK, seq, 16);
+  w.flags(NLM_F_REQUEST | NLM_F_DUMP);
+  w.u8(0, family);
+  w.attrU32(IFLA_EXT_MASK, extMask);
+  return w.finish();
+}
+
+/** RTM_GETADDR dump of every address of `family` (AF_INET or AF_INET6). */
+export function buildAddrDump(buf: Uint8Array, seq: number, family: number): number {
+  const w = new Writer(buf, RTM_GETADDR, seq, 8);
+  w.flags(NLM_F_REQUEST | NLM_F_DUMP);
+  w.u8(0, family);
+  return w.finish();
+}
+
+/** RTM_GETROUTE dump of every route of `family`, all tables. */
+export function buildRouteDump(buf: Uint8Array, seq: number, family: number): number {
+  const w = new Writer(buf, RTM_GETROUTE, seq, 12);
+  w.flags(NLM_F_REQUEST | NLM_F_DUMP);
+  w.u8(0, family);
+  return w.finish();
+}
+
+/**
+ * RTM_GETNEIGH of family AF_BRIDGE: the forwarding database entry for `mac` in `vid` (0 on a
+ * bridge without VLAN filtering) of bridge `bridge`, answered with the port it is behind.
+ */
+export function buildFdbGet(buf: Uint8Array, seq: number, bridge: number, mac: Uint8Array, vid: number): number {
+  const w = new Writer(buf, RTM_GETNEIGH, seq, 12);
+  w.u8(0, AF_BRIDGE);
+  w.attrBytes(NDA_LLADDR, mac.subarray(0, 6));
+  w.attrU32(NDA_MASTER, bridge);
+  if (vid) w.attrU16(NDA_VLAN, vid);
   return w.finish();
 }
 
@@ -337,6 +489,40 @@ export function findReply(buf: Uint8Array, len: number, seq: number): MessageRef
   return null;
 }
 
+/** What a receive buffer held for a dump: whether NLMSG_DONE came, whether the dump was inconsistent. */
+export type DumpStatus = { done: boolean; interrupted: boolean } | ErrorReply;
+
+/**
+ * Hands each message of dump `seq` among the `len` bytes received to `fn`. done: NLMSG_DONE
+ * arrived (otherwise further datagrams follow); interrupted: the kernel flagged the dump
+ * inconsistent (NLM_F_DUMP_INTR: something changed while it ran; dump again). Or the error.
+ */
+export function scanDump(buf: Uint8Array, len: number, seq: number, fn: (m: MessageRef) => void): DumpStatus {
+  const v = view(buf);
+  let interrupted = false;
+  let off = 0;
+  while (off + NLMSG_HDRLEN <= len) {
+    const msgLen = v.getUint32(off, HOST_LE);
+    if (msgLen < NLMSG_HDRLEN || off + msgLen > len) throw new MalformedMessageError(`message length ${msgLen}`);
+    if (v.getUint32(off + 8, HOST_LE) === seq) {
+      const type = v.getUint16(off + 4, HOST_LE);
+      const flags = v.getUint16(off + 6, HOST_LE);
+      const start = off + NLMSG_HDRLEN;
+      const end = off + msgLen;
+      if (type === NLMSG_ERROR) return parseError(buf, v, flags, start, end);
+      if (flags & NLM_F_DUMP_INTR) interrupted = true;
+      if (type === NLMSG_DONE) {
+        const err = end - start >= 4 ? -v.getInt32(start, HOST_LE) : 0;
+        if (err > 0) return { errno: err, extack: null };
+        return { done: true, interrupted };
+      }
+      fn({ type, start, end });
+    }
+    off += align4(msgLen);
+  }
+  return { done: false, interrupted };
+}
+
 export function parseRoute(buf: Uint8Array, m: MessageRef): RouteReply {
   if (m.type !== RTM_NEWROUTE) throw new MalformedMessageError(`type ${m.type} where RTM_NEWROUTE was expected`);
   requirePayload(m, 12, "rtmsg");
@@ -377,6 +563,18 @@ export function parseNeigh(buf: Uint8Array, m: MessageRef): NeighReply {
   return r;
 }
 
+/** The family of an RTM_NEWLINK/RTM_DELLINK message: AF_BRIDGE for bridge VLAN tables, else the device itself. */
+export function linkFamily(buf: Uint8Array, m: MessageRef): number {
+  requirePayload(m, 16, "ifinfomsg");
+  return buf[m.start]!;
+}
+
+/** The ifindex an RTM_NEWLINK/RTM_DELLINK message is about. */
+export function linkIndex(buf: Uint8Array, m: MessageRef): number {
+  requirePayload(m, 16, "ifinfomsg");
+  return view(buf).getInt32(m.start + 4, HOST_LE);
+}
+
 export function parseLink(buf: Uint8Array, m: MessageRef): LinkInfo {
   if (m.type !== RTM_NEWLINK) throw new MalformedMessageError(`type ${m.type} where RTM_NEWLINK was expected`);
   requirePayload(m, 16, "ifinfomsg");
@@ -385,20 +583,148 @@ export function parseLink(buf: Uint8Array, m: MessageRef): LinkInfo {
   const link: LinkInfo = {
     ifindex: v.getInt32(m.start + 4, HOST_LE), name: "", mac: new Uint8Array(0), mtu: 0,
     type: v.getUint16(m.start + 2, HOST_LE), kind: null,
-    up: (flags & (IFF_UP | IFF_RUNNING)) === (IFF_UP | IFF_RUNNING), master: 0,
+    up: (flags & (IFF_UP | IFF_RUNNING)) === (IFF_UP | IFF_RUNNING), adminUp: (flags & IFF_UP) !== 0,
+    loopback: (flags & IFF_LOOPBACK) !== 0, master: 0, link: 0, vlan: null, dsaConduit: 0, portName: null,
+    slaveKind: null, brportState: null, bridge: null,
   };
+  let otherNetns = false;
+  const nested: { data?: [number, number]; slaveData?: [number, number] } = {};
   eachAttr(v, m.start + 16, m.end, (type, off, len) => {
     if (type === IFLA_IFNAME) link.name = cstring(buf, off, len);
     else if (type === IFLA_ADDRESS) link.mac = buf.slice(off, off + len);
     else if (type === IFLA_MTU) link.mtu = v.getUint32(off, HOST_LE);
     else if (type === IFLA_MASTER) link.master = v.getUint32(off, HOST_LE);
+    else if (type === IFLA_LINK) link.link = v.getUint32(off, HOST_LE);
+    else if (type === IFLA_LINK_NETNSID) otherNetns = true;
+    else if (type === IFLA_PHYS_PORT_NAME) link.portName = cstring(buf, off, len);
     else if (type === IFLA_LINKINFO) {
       eachAttr(v, off, off + len, (info, ioff, ilen) => {
         if (info === IFLA_INFO_KIND) link.kind = cstring(buf, ioff, ilen);
+        else if (info === IFLA_INFO_SLAVE_KIND) link.slaveKind = cstring(buf, ioff, ilen);
+        else if (info === IFLA_INFO_DATA) nested.data = [ioff, ioff + ilen];
+        else if (info === IFLA_INFO_SLAVE_DATA) nested.slaveData = [ioff, ioff + ilen];
       });
     }
   });
+  if (otherNetns) link.link = 0; // an ifindex of another namespace means nothing here
+  if (nested.data) parseInfoData(v, link, ...nested.data);
+  if (nested.slaveData && link.slaveKind === "bridge") {
+    eachAttr(v, ...nested.slaveData, (type, off) => {
+      if (type === IFLA_BRPORT_STATE) link.brportState = v.getUint8(off);
+    });
+  }
   return link;
+}
+
+/** IFLA_INFO_DATA of the kinds the topology cares about. */
+function parseInfoData(v: DataView, link: LinkInfo, start: number, end: number): void {
+  if (link.kind === "vlan") {
+    const tag: VlanTag = { id: 0, proto: ETH_P_8021Q };
+    eachAttr(v, start, end, (type, off, len) => {
+      if (type === IFLA_VLAN_ID) tag.id = v.getUint16(off, HOST_LE);
+      else if (type === IFLA_VLAN_PROTOCOL && len >= 2) tag.proto = v.getUint16(off, false);
+    });
+    link.vlan = tag;
+  } else if (link.kind === "bridge") {
+    const br = { vlanFiltering: false, vlanProtocol: ETH_P_8021Q, defaultPvid: 1 };
+    eachAttr(v, start, end, (type, off) => {
+      if (type === IFLA_BR_VLAN_FILTERING) br.vlanFiltering = v.getUint8(off) !== 0;
+      else if (type === IFLA_BR_VLAN_PROTOCOL) br.vlanProtocol = v.getUint16(off, false);
+      else if (type === IFLA_BR_VLAN_DEFAULT_PVID) br.defaultPvid = v.getUint16(off, HOST_LE);
+    });
+    link.bridge = br;
+  } else if (link.kind === "dsa") {
+    eachAttr(v, start, end, (type, off) => {
+      if (type === IFLA_DSA_CONDUIT) link.dsaConduit = v.getUint32(off, HOST_LE);
+    });
+  }
+}
+
+/** An AF_BRIDGE RTM_NEWLINK: the VLANs of a bridge port or of the bridge itself; ranges expanded. */
+export function parseBridgeLink(buf: Uint8Array, m: MessageRef): BridgeLinkReply {
+  if (m.type !== RTM_NEWLINK) throw new MalformedMessageError(`type ${m.type} where RTM_NEWLINK was expected`);
+  requirePayload(m, 16, "ifinfomsg");
+  const v = view(buf);
+  if (v.getUint8(m.start) !== AF_BRIDGE) throw new MalformedMessageError("bridge link message of another family");
+  const r: BridgeLinkReply = { ifindex: v.getInt32(m.start + 4, HOST_LE), master: 0, vlans: null };
+  eachAttr(v, m.start + 16, m.end, (type, off, len) => {
+    if (type === IFLA_MASTER) r.master = v.getUint32(off, HOST_LE);
+    else if (type === IFLA_AF_SPEC) {
+      const vlans: BridgeVlan[] = [];
+      let rangeStart: number | null = null;
+      eachAttr(v, off, off + len, (t, aoff, alen) => {
+        if (t !== IFLA_BRIDGE_VLAN_INFO) return;
+        if (alen < 4) throw new MalformedMessageError("short bridge_vlan_info");
+        const flags = v.getUint16(aoff, HOST_LE);
+        const vid = v.getUint16(aoff + 2, HOST_LE);
+        if (flags & BRIDGE_VLAN_INFO_RANGE_BEGIN) {
+          rangeStart = vid;
+          return;
+        }
+        const first: number = flags & BRIDGE_VLAN_INFO_RANGE_END && rangeStart !== null ? rangeStart : vid;
+        rangeStart = null;
+        for (let id = first; id <= vid; id++) {
+          vlans.push({ vid: id, pvid: (flags & BRIDGE_VLAN_INFO_PVID) !== 0, untagged: (flags & BRIDGE_VLAN_INFO_UNTAGGED) !== 0 });
+        }
+      });
+      r.vlans = vlans;
+    }
+  });
+  return r;
+}
+
+/** A bridge FDB entry (reply to buildFdbGet, or an RTM_NEWNEIGH AF_BRIDGE notification). */
+export function parseFdb(buf: Uint8Array, m: MessageRef): FdbReply {
+  if (m.type !== RTM_NEWNEIGH) throw new MalformedMessageError(`type ${m.type} where RTM_NEWNEIGH was expected`);
+  requirePayload(m, 12, "ndmsg");
+  const v = view(buf);
+  if (v.getUint8(m.start) !== AF_BRIDGE) throw new MalformedMessageError("FDB entry of another family");
+  const r: FdbReply = {
+    ifindex: v.getInt32(m.start + 4, HOST_LE), state: v.getUint16(m.start + 8, HOST_LE), flags: v.getUint8(m.start + 10),
+    master: 0, vlan: 0, lladdr: null,
+  };
+  eachAttr(v, m.start + 12, m.end, (type, off, len) => {
+    if (type === NDA_LLADDR) r.lladdr = buf.slice(off, off + len);
+    else if (type === NDA_MASTER) r.master = v.getUint32(off, HOST_LE);
+    else if (type === NDA_VLAN) r.vlan = v.getUint16(off, HOST_LE);
+  });
+  return r;
+}
+
+export function parseAddr(buf: Uint8Array, m: MessageRef): AddrReply {
+  if (m.type !== RTM_NEWADDR) throw new MalformedMessageError(`type ${m.type} where RTM_NEWADDR was expected`);
+  requirePayload(m, 8, "ifaddrmsg");
+  const v = view(buf);
+  const r: AddrReply = { family: v.getUint8(m.start), scope: v.getUint8(m.start + 3), ifindex: v.getUint32(m.start + 4, HOST_LE), address: null };
+  eachAttr(v, m.start + 8, m.end, (type, off, len) => {
+    if (type === IFA_ADDRESS) r.address = buf.slice(off, off + len);
+  });
+  return r;
+}
+
+/** A dumped route's destination and every output interface, multipath next hops included. */
+export function parseRouteOifs(buf: Uint8Array, m: MessageRef): { family: number; type: number; table: number; dst: Uint8Array | null; dstLen: number; oifs: number[] } {
+  if (m.type !== RTM_NEWROUTE) throw new MalformedMessageError(`type ${m.type} where RTM_NEWROUTE was expected`);
+  requirePayload(m, 12, "rtmsg");
+  const v = view(buf);
+  const r = {
+    family: v.getUint8(m.start), dstLen: v.getUint8(m.start + 1), table: v.getUint8(m.start + 4),
+    type: v.getUint8(m.start + 7), dst: null as Uint8Array | null, oifs: [] as number[],
+  };
+  eachAttr(v, m.start + 12, m.end, (type, off, len) => {
+    if (type === RTA_TABLE) r.table = v.getUint32(off, HOST_LE);
+    else if (type === RTA_OIF) r.oifs.push(v.getUint32(off, HOST_LE));
+    else if (type === RTA_DST) r.dst = addr16(buf, off, len);
+    else if (type === RTA_MULTIPATH) {
+      for (let nh = off; nh + 8 <= off + len; ) {
+        const nhLen = v.getUint16(nh, HOST_LE);
+        if (nhLen < 8 || nh + nhLen > off + len) throw new MalformedMessageError(`rtnexthop length ${nhLen}`);
+        r.oifs.push(v.getInt32(nh + 4, HOST_LE));
+        nh += align4(nhLen);
+      }
+    }
+  });
+  return r;
 }
 
 /** NETCONFA_FORWARDING of a netconf reply, null when the reply does not carry it. */

@@ -13,9 +13,11 @@ const GW_WAN = "02:00:00:00:02:fe";
 const GW_ALT = "02:00:00:00:03:fe";
 const HOST_WAN = "02:00:00:00:02:07";
 
-interface Hop { oif: number; gateway: string | null; gatewayFamily: number; dmac: string; smac: string; mtu: number }
+interface Encap { vlans: { id: number; proto: number }[]; pppoeSid: number | null; dsaPort: number | null }
+interface Hop { oif: number; l3Oif: number; encap: Encap; gateway: string | null; gatewayFamily: number; dmac: string; smac: string; mtu: number }
+const PLAIN: Encap = { vlans: [], pppoeSid: null, dsaPort: null };
 type Result = { ok: true; hop: Hop } | { ok: false; reason: string; retry: boolean };
-interface Link { ifindex: number; name: string; mac: string; mtu: number; type: number; kind: string | null; up: boolean; master: number }
+interface Link { ifindex: number; name: string; mac: string; mtu: number; type: number; kind: string | null; up: boolean; master: number; slaveKind: string | null; bridge: unknown }
 interface Query { family: 2 | 10; iif: string | number; src: string; dst: string; proto?: number; mark?: number }
 
 const r = (...args: string[]) => sh(["ip", "-n", NS.r, ...args]);
@@ -152,19 +154,19 @@ function refused(name: string, reason: RegExp, retry = false, results = on): voi
 
 describe("resolve: offloadable", () => {
   test("default routes via a PERMANENT gateway: egress, MACs and MTU of wan0", () => {
-    const wan = { oif: ifindex("wan0"), dmac: GW_WAN, smac: mac("wan0"), mtu: 1480 };
+    const wan = { oif: ifindex("wan0"), l3Oif: ifindex("wan0"), encap: PLAIN, dmac: GW_WAN, smac: mac("wan0"), mtu: 1480 };
     expect(hop("v4 default route")).toEqual({ ...wan, gateway: "10.2.0.254", gatewayFamily: 2 });
     expect(hop("v6 default route")).toEqual({ ...wan, gateway: "fd02::fe", gatewayFamily: 10 });
   });
 
   test("directly connected destinations: no gateway, the destination's STALE entry", () => {
-    const direct = { oif: ifindex("wan0"), gateway: null, dmac: HOST_WAN, smac: mac("wan0"), mtu: 1480 };
+    const direct = { oif: ifindex("wan0"), l3Oif: ifindex("wan0"), encap: PLAIN, gateway: null, dmac: HOST_WAN, smac: mac("wan0"), mtu: 1480 };
     expect(hop("v4 connected, neighbour STALE")).toEqual({ ...direct, gatewayFamily: 2 });
     expect(hop("v6 connected, neighbour STALE")).toEqual({ ...direct, gatewayFamily: 10 });
   });
 
   test("policy routing: fwmark 0x10 selects table 100 and alt0", () => {
-    const alt = { oif: ifindex("alt0"), dmac: GW_ALT, smac: mac("alt0"), mtu: 1500 };
+    const alt = { oif: ifindex("alt0"), l3Oif: ifindex("alt0"), encap: PLAIN, dmac: GW_ALT, smac: mac("alt0"), mtu: 1500 };
     expect(hop("v4 fwmark 0x10")).toEqual({ ...alt, gateway: "10.3.0.254", gatewayFamily: 2 });
     expect(hop("v6 fwmark 0x10")).toEqual({ ...alt, gateway: "fd03::fe", gatewayFamily: 10 });
   });
@@ -221,7 +223,7 @@ describe("link", () => {
   test("matches ip -j -d link", () => {
     LINKS.forEach((name, i) => {
       const ip = ipLinks.get(name)!;
-      expect(links[i]).toEqual({
+      expect(links[i]).toMatchObject({
         ifindex: ip.ifindex, name, mac: ip.address ?? "", mtu: ip.mtu, type: name === "tun0" ? 65534 : 1,
         kind: ip.linkinfo?.info_kind ?? null, up: ip.flags.includes("UP") && ip.flags.includes("LOWER_UP"),
         master: ip.master ? ifindex(ip.master) : 0,
@@ -234,7 +236,9 @@ describe("link", () => {
     expect(lan0).toMatchObject({ kind: "veth", up: true, master: 0 });
     expect(dead0?.up).toBe(false);
     expect(br0?.kind).toBe("bridge");
+    expect(br0?.bridge).toEqual({ vlanFiltering: false, vlanProtocol: 0x8100, defaultPvid: 1 });
     expect(brp0?.master).toBe(ifindex("br0"));
+    expect(brp0?.slaveKind).toBe("bridge");
   });
 
   test("unknown ifindex: null", () => expect(links[LINKS.length]).toBeNull());
