@@ -25,6 +25,10 @@ export const libbpf = dlopen(findLibrary(["libbpf.so.1"]), {
   bpf_map__set_max_entries: { args: ["ptr", "u32"], returns: "i32" },
   bpf_map__is_internal: { args: ["ptr"], returns: "bool" },
   bpf_map__initial_value: { args: ["ptr", "ptr"], returns: "ptr" },
+  bpf_map__set_pin_path: { args: ["ptr", "cstring"], returns: "i32" },
+
+  bpf_obj_get: { args: ["cstring"], returns: "i32" },
+  bpf_obj_get_info_by_fd: { args: ["i32", "ptr", "ptr"], returns: "i32" },
 
   bpf_program__fd: { args: ["ptr"], returns: "i32" },
 
@@ -49,6 +53,10 @@ export const libbpf = dlopen(findLibrary(["libbpf.so.1"]), {
 
   bpf_prog_test_run_opts: { args: ["i32", "ptr"], returns: "i32" },
 });
+
+/** struct bpf_map_info: the leading fields read here (the kernel fills up to the length given). */
+export const MAP_INFO_SIZE = 20;
+export const MAP_INFO = { type: 0, keySize: 8, valueSize: 12, maxEntries: 16 } as const;
 
 /** libbpf_print_fn_t: int (*)(enum libbpf_print_level, const char *fmt, va_list). */
 export const PRINT_FN = { args: ["i32", "ptr", "ptr"], returns: "i32" } as const;

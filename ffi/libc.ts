@@ -15,6 +15,7 @@ export const libc = dlopen(path, {
   if_indextoname: { args: ["u32", "ptr"], returns: "ptr" },
   fcntl: { args: ["i32", "i32", "i32"], returns: "i32" },
   close: { args: ["i32"], returns: "i32" },
+  setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
 });
@@ -93,6 +94,21 @@ export function setNonBlocking(fd: number): void {
   const flags = libc.symbols.fcntl(fd, F_GETFL, 0);
   if (flags < 0 || libc.symbols.fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
     throw new OsError(`setting fd ${fd} non-blocking`, errno());
+  }
+}
+
+const SOL_SOCKET = 1;
+const SO_RCVBUFFORCE = 33;
+const intOpt = new Int32Array(new ArrayBuffer(4));
+
+/**
+ * Sets a socket's receive buffer, past net.core.rmem_max (SO_RCVBUFFORCE needs CAP_NET_ADMIN),
+ * so that a burst of netlink notifications is queued rather than lost.
+ */
+export function setReceiveBuffer(fd: number, bytes: number): void {
+  intOpt[0] = bytes;
+  if (libc.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, intOpt, 4) !== 0) {
+    throw new OsError(`setting the receive buffer of fd ${fd}`, errno());
   }
 }
 

@@ -16,6 +16,8 @@ import {
   encodeTestRunOpts,
   libbpf,
   MAP_BATCH_OPTS_SIZE,
+  MAP_INFO,
+  MAP_INFO_SIZE,
   OBJECT_OPEN_OPTS_SIZE,
   RING_BUFFER_SAMPLE_FN,
   TEST_RUN_OPTS_SIZE,
@@ -69,6 +71,11 @@ export interface OpenOptions {
   params?: Uint8Array;
   /** The object's name: libbpf prefixes internal map names with it. Default "offload". */
   name?: string;
+  /**
+   * Maps pinned as DIR/NAME in bpffs: at load libbpf reuses a compatible pinned map (keeping its
+   * entries) and pins a new one otherwise; an incompatible pinned map makes load() fail.
+   */
+  pin?: { dir: string; maps: readonly string[] };
 }
 
 export class BpfObject {
@@ -103,6 +110,7 @@ export class BpfObject {
     try {
       for (const [mapName, n] of Object.entries(opts.maxEntries ?? {})) obj.setMaxEntries(mapName, n);
       if (opts.params) obj.writeParams(opts.params);
+      for (const mapName of opts.pin?.maps ?? []) obj.setPinPath(mapName, `${opts.pin!.dir}/${mapName}`);
     } catch (e) {
       obj.close();
       throw e;
@@ -120,6 +128,11 @@ export class BpfObject {
   private setMaxEntries(mapName: string, n: number): void {
     const rc = libbpf.symbols.bpf_map__set_max_entries(this.findMap(mapName), n);
     if (rc < 0) throw new BpfError(`BPF map ${mapName}: cannot set max_entries to ${n}`, -rc);
+  }
+
+  private setPinPath(mapName: string, path: string): void {
+    const rc = libbpf.symbols.bpf_map__set_pin_path(this.findMap(mapName), cString(path));
+    if (rc < 0) throw new BpfError(`BPF map ${mapName}: cannot pin at ${path}`, -rc);
   }
 
   private writeParams(params: Uint8Array): void {
@@ -160,7 +173,7 @@ export class BpfObject {
     let m = this.maps.get(mapName);
     if (!m) {
       if (!this.loaded) throw BpfError.usage(`BPF object ${this.name}: map ${mapName} used before load()`, EINVAL);
-      m = new BpfMap(this.findMap(mapName), mapName);
+      m = BpfMap.fromLibbpf(this.findMap(mapName), mapName);
       this.maps.set(mapName, m);
     }
     return m;
@@ -218,15 +231,11 @@ export class BpfMap {
   private readonly value: Uint8Array;
   private readonly valuePtr: Pointer;
 
-  constructor(handle: Pointer, readonly name: string) {
-    const s = libbpf.symbols;
-    this.fd = s.bpf_map__fd(handle);
-    this.keySize = s.bpf_map__key_size(handle);
-    const valueSize = s.bpf_map__value_size(handle);
-    this.valueSize = isPerCpu(s.bpf_map__type(handle))
-      ? Math.ceil(valueSize / 8) * 8 * s.libbpf_num_possible_cpus()
-      : valueSize;
-    this.maxEntries = s.bpf_map__max_entries(handle);
+  private constructor(fd: number, readonly name: string, type: number, keySize: number, valueSize: number, maxEntries: number) {
+    this.fd = fd;
+    this.keySize = keySize;
+    this.valueSize = isPerCpu(type) ? Math.ceil(valueSize / 8) * 8 * libbpf.symbols.libbpf_num_possible_cpus() : valueSize;
+    this.maxEntries = maxEntries;
     // Never zero-sized: ptr() needs memory behind it (ring buffers have no keys or values).
     this.key = ffiBytes(Math.max(this.keySize, 8));
     this.keyPtr = ptr(this.key);
@@ -234,6 +243,28 @@ export class BpfMap {
     this.nextKeyPtr = ptr(this.nextKey);
     this.value = ffiBytes(Math.max(this.valueSize, 8));
     this.valuePtr = ptr(this.value);
+  }
+
+  /** A map of a loaded object (the object owns the fd). */
+  static fromLibbpf(handle: Pointer, name: string): BpfMap {
+    const s = libbpf.symbols;
+    return new BpfMap(s.bpf_map__fd(handle), name, s.bpf_map__type(handle), s.bpf_map__key_size(handle),
+      s.bpf_map__value_size(handle), s.bpf_map__max_entries(handle));
+  }
+
+  /** A map pinned in bpffs by a running daemon (the fd stays open for the process's lifetime). */
+  static openPinned(path: string): BpfMap {
+    const fd = libbpf.symbols.bpf_obj_get(cString(path));
+    if (fd < 0) throw new BpfError(`cannot open the pinned BPF map ${path}`, -fd);
+    const info = ffiBytes(MAP_INFO_SIZE);
+    const len = ffiBytes(4);
+    new DataView(len.buffer).setUint32(0, MAP_INFO_SIZE, true);
+    const rc = libbpf.symbols.bpf_obj_get_info_by_fd(fd, ptr(info), ptr(len));
+    if (rc < 0) throw new BpfError(`cannot read the BPF map info of ${path}`, -rc);
+    const v = new DataView(info.buffer);
+    const u32 = (off: number) => v.getUint32(off, true);
+    return new BpfMap(fd, path.split("/").pop() ?? path, u32(MAP_INFO.type), u32(MAP_INFO.keySize),
+      u32(MAP_INFO.valueSize), u32(MAP_INFO.maxEntries));
   }
 
   private fail(what: string, err: number): BpfError {

@@ -3,6 +3,7 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { DaemonConfig, HookChoice } from "./daemon.ts";
+import { DEFAULT_PIN_PATH, DEFAULT_RUN_DIR } from "./pins.ts";
 
 export class UsageError extends Error {}
 
@@ -23,6 +24,12 @@ export const runArgs = {
     description: "Seconds without a daemon heartbeat after which the datapath passes every packet to the kernel",
   },
   "log-level": { type: "string", default: "info", description: LOG_LEVELS.join(" | ") },
+  "pin-path": {
+    type: "string",
+    default: DEFAULT_PIN_PATH,
+    description: "bpffs directory for the flow maps (a restarted daemon adopts their flows; `flows` reads them); \"none\" to not pin",
+  },
+  "run-dir": { type: "string", default: DEFAULT_RUN_DIR, description: "Directory of the status file that `status` reads" },
 } as const satisfies ArgsDef;
 
 export interface RunOptions extends DaemonConfig {
@@ -39,10 +46,14 @@ function integer(name: string, value: string, min: number, max: number): number 
   return n;
 }
 
+function absolutePath(name: string, value: string): string {
+  if (!value.startsWith("/") || value.includes("\0")) throw new UsageError(`--${name} must be an absolute path, not "${value}"`);
+  return value.replace(/\/+$/, "") || "/";
+}
+
 /** Validates `run` arguments. `ifindexOf` returns 0 for an unknown interface. */
 export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number): RunOptions {
   const interfaces = a._.map(String);
-  if (interfaces.length === 0) throw new UsageError("name at least one interface to offload, e.g. `run lan wan`");
   for (const name of interfaces) {
     if (!/^[^\s/:]{1,15}$/.test(name) || ifindexOf(name) === 0) throw new UsageError(`no such interface: ${name}`);
   }
@@ -62,6 +73,8 @@ export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number)
     udpTimeoutS: integer("udp-timeout", a["udp-timeout"], 1, 86_400),
     heartbeatTimeoutS: integer("heartbeat-timeout", a["heartbeat-timeout"], 1, 3600),
     logLevel: a["log-level"] as LogLevel,
+    pinPath: a["pin-path"] === "none" ? null : absolutePath("pin-path", a["pin-path"]),
+    runDir: absolutePath("run-dir", a["run-dir"]),
   };
 }
 

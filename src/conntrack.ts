@@ -50,7 +50,7 @@ import {
   TCP_CONNTRACK_ESTABLISHED,
   nfct,
 } from "../ffi/conntrack.ts";
-import { describeErrno, errno, setNonBlocking } from "../ffi/libc.ts";
+import { describeErrno, errno, setNonBlocking, setReceiveBuffer } from "../ffi/libc.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
 import type { Tuple } from "./nat.ts";
 
@@ -337,6 +337,8 @@ export type ConntrackEventType = "new" | "update" | "destroy";
  * never blocks. If the kernel had to drop events because the socket buffer was full, drain() sets
  * `overflowed`: the caller's view may be stale and must be resynchronised (re-query what it holds).
  */
+const EVENT_BUFFER_BYTES = 8 << 20;
+
 export class ConntrackEvents {
   /** True when the last drain() met a socket overflow (ENOBUFS): events were lost. */
   overflowed = false;
@@ -345,7 +347,8 @@ export class ConntrackEvents {
   private handled = 0;
   private failure: unknown = null;
 
-  constructor(groups: number, onEvent: (type: ConntrackEventType, e: CtEntry) => void) {
+  /** bufferBytes: the socket's receive buffer (the kernel doubles it for bookkeeping). */
+  constructor(groups: number, onEvent: (type: ConntrackEventType, e: CtEntry) => void, bufferBytes = EVENT_BUFFER_BYTES) {
     this.h = openHandle(groups, "events");
     this.cb = entryCallback((type, ct) => {
       try {
@@ -359,6 +362,9 @@ export class ConntrackEvents {
     });
     try {
       setNonBlocking(nf.nfct_fd(this.h));
+      // Room for tens of thousands of events: a burst of new connections, or the echo of our own
+      // timeout refreshes, must not overflow the socket and force a resync.
+      setReceiveBuffer(nf.nfct_fd(this.h), bufferBytes);
       if (nf.nfct_callback_register(this.h, NFCT_T_ALL, this.cb.ptr, null) < 0) {
         throw new ConntrackError("cannot register the event callback", errno());
       }

@@ -9,6 +9,10 @@ import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
 import { Rtnl } from "./nexthop.ts";
 import { RouteEvents } from "./rtevents.ts";
+import { PINNED_MAPS, ensureDir, pinPathProblem, removePins } from "./pins.ts";
+import { readLiveStatus, removeStatus, writeStatus } from "./status.ts";
+import { VERSION } from "./version.ts";
+import { existsSync } from "node:fs";
 import { monotonicNs } from "../ffi/libc.ts";
 import { NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE } from "../ffi/conntrack.ts";
 
@@ -16,6 +20,10 @@ export type HookChoice = Hook | "auto" | "xdp";
 
 export interface DaemonConfig {
   interfaces: string[];
+  /** bpffs directory for the maps that outlive the process; null: no pinning. */
+  pinPath: string | null;
+  /** Directory of the status file. */
+  runDir: string;
   hook: HookChoice;
   maxFlows: number;
   tcpTimeoutS: number;
@@ -28,34 +36,55 @@ const POLL_MS = 10;
 /** At most one new-flow event per unknown flow per this interval. */
 const NOTIFY_INTERVAL_NS = 500_000_000n;
 
+/** The daemon can't start for a reason the admin must fix. */
+export class DaemonError extends Error {}
+
 export class Daemon {
-  private readonly obj: BpfObject;
+  private obj: BpfObject;
+  private readonly startedAt = Date.now();
   private readonly attachments: Attachment[] = [];
   private rtnl: Rtnl | null = null;
   private ct: Conntrack | null = null;
   private events: ConntrackEvents | null = null;
   private rb: RingBuffer | null = null;
   private routeEvents: RouteEvents | null = null;
+  private topologyChanged = false;
   private table: FlowTable | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
 
   private constructor(
     private readonly cfg: DaemonConfig,
     private readonly log: Logger,
-    bytes: Uint8Array,
+    private readonly bytes: Uint8Array,
+    private readonly pinPath: string | null,
   ) {
-    this.obj = BpfObject.open(bytes, {
-      maxEntries: { flows: cfg.maxFlows, flow_stats: cfg.maxFlows },
+    this.obj = this.open();
+  }
+
+  private open(): BpfObject {
+    return BpfObject.open(this.bytes, {
+      maxEntries: { flows: this.cfg.maxFlows, flow_stats: this.cfg.maxFlows },
       params: encodeParams({
-        heartbeatTimeoutNs: BigInt(cfg.heartbeatTimeoutS) * 1_000_000_000n,
+        heartbeatTimeoutNs: BigInt(this.cfg.heartbeatTimeoutS) * 1_000_000_000n,
         notifyIntervalNs: NOTIFY_INTERVAL_NS,
       }),
+      pin: this.pinPath ? { dir: this.pinPath, maps: PINNED_MAPS } : undefined,
     });
   }
 
   /** Loads, attaches and starts; on failure nothing stays attached. */
   static async start(cfg: DaemonConfig, log: Logger): Promise<Daemon> {
-    const d = new Daemon(cfg, log, await Bun.file(objectPath).bytes());
+    ensureDir(cfg.runDir);
+    const other = readLiveStatus(cfg.runDir);
+    if (other) throw new DaemonError(`another ebpf-offloader (pid ${other.pid}) is running with run directory ${cfg.runDir}`);
+    let pinPath = cfg.pinPath;
+    const problem = pinPath ? pinPathProblem(pinPath) : null;
+    if (problem) {
+      log.warn(`not pinning maps (no adoption after a restart, no \`flows\` view): ${problem}`);
+      pinPath = null;
+    }
+    if (pinPath) ensureDir(pinPath);
+    const d = new Daemon(cfg, log, await Bun.file(objectPath).bytes(), pinPath);
     try {
       d.startInner();
       return d;
@@ -65,16 +94,33 @@ export class Daemon {
     }
   }
 
+  /** Loads the object; pinned maps of an earlier run that don't fit this one are discarded. */
+  private load(): void {
+    try {
+      this.obj.load();
+    } catch (e) {
+      if (!this.pinPath || !existsSync(`${this.pinPath}/flows`)) throw e;
+      this.log.warn(`discarding the pinned maps of an earlier run in ${this.pinPath}: they don't fit this one (${(e as Error).message})`);
+      this.obj.close();
+      removePins(this.pinPath);
+      ensureDir(this.pinPath);
+      this.obj = this.open();
+      this.obj.load();
+    }
+  }
+
   private startInner(): void {
-    this.obj.load();
+    this.load();
     this.heartbeat();
     const cfg = this.cfg;
     this.rtnl = new Rtnl();
     this.ct = new Conntrack();
     const devices = new Map<number, string>();
-    for (const a of this.attachAll()) {
+    const ifaceStats = this.obj.map("iface_stats");
+    for (const a of this.attachAll(this.lowerDevices(this.rtnl))) {
       this.attachments.push(a);
       devices.set(a.ifindex, a.ifname);
+      ifaceStats.update(this.u32(a.ifindex), new Uint8Array(new ArrayBuffer(ifaceStats.valueSize)));
       this.log.info(`attached to ${a.ifname} (${a.hook})`);
     }
     const table = new FlowTable({
@@ -89,11 +135,17 @@ export class Daemon {
       udpTimeoutMs: cfg.udpTimeoutS * 1000,
     });
     this.table = table;
+    const adopted = table.adopt();
+    if (adopted) this.log.info(`adopted ${adopted} offloaded connection(s) from the previous run`);
     this.events = new ConntrackEvents(
       NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
       (type, entry) => (type === "destroy" ? table.onConntrackDestroy(entry) : table.onConntrackChange(entry)),
     );
-    this.routeEvents = new RouteEvents((e) => table.onRouteEvent(e));
+    this.routeEvents = new RouteEvents((e) => {
+      // The device stack may have changed (a port joined a bridge, a VLAN device appeared).
+      if (e.kind === "link") this.topologyChanged = true;
+      table.onRouteEvent(e);
+    });
     this.rb = new RingBuffer(this.obj.map("flow_events"), (sample) => {
       const ev = decodeEvent(sample);
       if (ev.type === FLOW_EV_NEW) table.onNewFlow(ev.key);
@@ -103,7 +155,9 @@ export class Daemon {
     this.timers.push(setInterval(() => this.guard(() => {
       this.heartbeat();
       table.sweep();
+      this.writeStatus();
     }), 1000));
+    this.writeStatus();
   }
 
   private poll(): void {
@@ -111,8 +165,33 @@ export class Daemon {
     this.events?.drain();
     if (this.events?.overflowed) this.table?.resync();
     this.routeEvents?.drain();
+    if (this.topologyChanged) {
+      this.topologyChanged = false;
+      this.rtnl?.refresh();
+    }
     if (this.routeEvents?.overflowed) this.table?.revalidateAll();
     this.table?.revalidate();
+  }
+
+  private u32(n: number): Uint8Array {
+    const b = new Uint8Array(new ArrayBuffer(4));
+    new DataView(b.buffer).setUint32(0, n, true);
+    return b;
+  }
+
+  private writeStatus(): void {
+    writeStatus(this.cfg.runDir, {
+      pid: process.pid,
+      version: VERSION,
+      startedAt: this.startedAt,
+      pinPath: this.pinPath,
+      attachments: this.attachments.map((a) => ({ ifname: a.ifname, ifindex: a.ifindex, hook: a.hook })),
+      maxFlows: this.cfg.maxFlows,
+      connections: { offloaded: this.table?.size ?? 0, pending: this.table?.pendingCount ?? 0 },
+      handedBack: this.table?.handedBack ?? {},
+      lastErrors: this.log.recent,
+      updatedAt: Date.now(),
+    });
   }
 
   /** Tells the datapath the daemon is alive; without it the datapath passes everything. */
@@ -129,18 +208,32 @@ export class Daemon {
     }
   }
 
-  private attachAll(): Attachment[] {
+  /**
+   * The lowest devices beneath the named ones (a bridge's ports, the Ethernet device under a VLAN
+   * or PPPoE device), or beneath every routed interface when none is named.
+   */
+  private lowerDevices(rtnl: Rtnl): string[] {
+    const named = this.cfg.interfaces;
+    const found = rtnl.lowerDevices(named.length ? named : "all", {
+      skip: (ifname, reason) => this.log.info(`not attaching to ${ifname}: ${reason}`),
+    });
+    if (!found.length) throw new DaemonError(named.length ? `no device to attach to beneath ${named.join(", ")}` : "no routed interface found to attach to; name the interfaces");
+    for (const d of found) if (!named.includes(d.ifname)) this.log.info(`attaching to ${d.ifname}: ${d.reason}`);
+    return [...new Set(found.map((d) => d.ifname))];
+  }
+
+  private attachAll(ifnames: readonly string[]): Attachment[] {
     const xdp = this.obj.programFd("offload_xdp");
     const tc = this.obj.programFd("offload_tc");
     const done: Attachment[] = [];
     const attachEach = (hookFor: (ifname: string) => Hook) => {
-      for (const ifname of this.cfg.interfaces) done.push(attach(xdp, tc, ifname, hookFor(ifname)));
+      for (const ifname of ifnames) done.push(attach(xdp, tc, ifname, hookFor(ifname)));
     };
     try {
       switch (this.cfg.hook) {
         case "xdp":
           // Native where the driver has it, generic elsewhere.
-          for (const ifname of this.cfg.interfaces) {
+          for (const ifname of ifnames) {
             try {
               done.push(attach(xdp, tc, ifname, "xdp-native"));
             } catch (e) {
@@ -193,5 +286,7 @@ export class Daemon {
     this.rtnl?.close();
     this.obj.close();
     this.rb = this.events = this.ct = this.rtnl = this.routeEvents = null;
+    if (this.pinPath) removePins(this.pinPath);
+    removeStatus(this.cfg.runDir);
   }
 }

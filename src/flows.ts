@@ -3,8 +3,11 @@
 // updates, and sweeps the per-connection counters once a second to keep conntrack entries alive
 // and to hand idle connections back.
 import {
+  DSA_TAGGERS,
   FLOW_STATS_CLOSING,
   LAYOUT,
+  decodeAction,
+  decodeKey,
   decodeStats,
   encodeAction,
   encodeKey,
@@ -12,6 +15,7 @@ import {
   type FlowStats,
 } from "./abi.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
+import { describeEncap, encapActionFields, encapKeyFields, keyEncap, sameEncap } from "./encap.ts";
 import type { BpfMap } from "./bpf.ts";
 import { type Conntrack, type CtEntry, defaultTimeout, offloadable } from "./conntrack.ts";
 import type { Logger } from "./log.ts";
@@ -19,6 +23,7 @@ import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
 import type { NextHop, Rtnl } from "./nexthop.ts";
 import type { RouteEvent } from "./rtevents.ts";
 import { SlotAllocator } from "./slots.ts";
+import type { Encap } from "./topology.ts";
 
 export interface FlowTableOptions {
   flows: BpfMap;
@@ -35,12 +40,24 @@ export interface FlowTableOptions {
 
 type Dir = 0 | 1;
 
+/** Where a direction's packets arrive: the lowest device and the encapsulation they carry there. */
+interface Ingress {
+  ifindex: number;
+  encap: Encap;
+}
+
+interface Installed {
+  key: Uint8Array;
+  ingress: Ingress;
+  hop: NextHop;
+}
+
 interface Conn {
   id: number;
   entry: CtEntry;
   plans: readonly [DirectionPlan, DirectionPlan];
   /** Installed flow key and egress per direction; null while a direction is not offloaded. */
-  dirs: [{ key: Uint8Array; iif: number; hop: NextHop } | null, { key: Uint8Array; iif: number; hop: NextHop } | null];
+  dirs: [Installed | null, Installed | null];
   packets: bigint;
   lastActive: number;
   lastRefresh: number;
@@ -49,7 +66,7 @@ interface Conn {
 
 /** A flow seen by the datapath whose conntrack entry is not offloadable yet (e.g. TCP handshake). */
 interface Pending {
-  iif: number;
+  ingress: Ingress;
   since: number;
 }
 
@@ -59,10 +76,11 @@ const USABLE_NUD = 0x02 | 0x04 | 0x08 | 0x10 | 0x80;
 /** How long a pending flow waits for its conntrack entry to become offloadable. */
 const PENDING_MS = 30_000;
 /**
- * How often a live connection's conntrack timeout is pushed forward: every 10 s, or three times
- * per timeout where the timeout is shorter, so that the entry never expires under a live flow.
+ * A live connection's conntrack timeout is pushed forward three times per timeout, so the entry
+ * never expires under a live flow; at most REFRESH_BUDGET of them per sweep (the rest wait a
+ * second: the margin is two thirds of a timeout). Each refresh echoes back as an UPDATE event.
  */
-const REFRESH_MS = 10_000;
+const REFRESH_BUDGET = 2000;
 /** Slots of removed connections rest this long before reuse (see SlotAllocator). */
 const SLOT_REST_MS = 2_000;
 
@@ -94,29 +112,38 @@ export class FlowTable {
     this.slots = new SlotAllocator(o.maxFlows, SLOT_REST_MS);
   }
 
+  /** Connections handed back to the kernel, by reason (for `status`). */
+  readonly handedBack: Record<string, number> = {};
+
   get size(): number {
     return this.byId.size;
+  }
+
+  get pendingCount(): number {
+    return this.pending.size;
   }
 
   /** The datapath saw a packet of a flow that is not in the flow map. */
   onNewFlow(key: FlowKey): void {
     const t = keyTuple(key);
     const id = tupleId(t);
+    const ingress: Ingress = { ifindex: key.ifindex, encap: keyEncap(key) };
     const conn = this.byTuple.get(id);
     if (conn) {
       // A direction arrived on another device than we guessed, or was not resolvable before.
       const d = this.dirOf(conn.entry, id);
-      if (d !== null && conn.dirs[d]?.iif !== key.ifindex) this.installDirection(conn, d, key.ifindex);
+      const have = d === null ? null : conn.dirs[d];
+      if (d !== null && !(have && sameIngress(have.ingress, ingress))) this.installDirection(conn, d, ingress);
       return;
     }
     const entry = this.o.ct.get(t);
     if (!entry) {
-      this.pending.set(id, { iif: key.ifindex, since: performance.now() });
+      this.pending.set(id, { ingress, since: performance.now() });
       return;
     }
     const d = this.dirOf(entry, id);
     if (d === null) return;
-    this.tryOffload(entry, d, key.ifindex, id);
+    this.tryOffload(entry, d, ingress, id);
   }
 
   /** A conntrack NEW or UPDATE event. */
@@ -136,7 +163,7 @@ export class FlowTable {
     for (const d of [0, 1] as const) {
       const id = d === 0 ? origId : tupleId(entry.reply);
       const p = this.pending.get(id);
-      if (p) this.tryOffload(entry, d, p.iif, id);
+      if (p) this.tryOffload(entry, d, p.ingress, id);
     }
   }
 
@@ -166,16 +193,16 @@ export class FlowTable {
     return null;
   }
 
-  private tryOffload(entry: CtEntry, d: Dir, iif: number, id: string): void {
+  private tryOffload(entry: CtEntry, d: Dir, ingress: Ingress, id: string): void {
     const check = offloadable(entry);
     if (!check.ok) {
       if (!this.pending.has(id)) this.o.log.debug(`not offloaded yet: ${describeTuple(d === 0 ? entry.orig : entry.reply)}: ${check.reason}`);
-      this.pending.set(id, { iif, since: this.pending.get(id)?.since ?? performance.now() });
+      this.pending.set(id, { ingress, since: this.pending.get(id)?.since ?? performance.now() });
       return;
     }
     this.pending.delete(id);
     const plans = [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const;
-    const hop = this.resolve(plans[d], iif, entry.mark);
+    const hop = this.resolve(plans[d], ingress, entry.mark);
     if (typeof hop === "string") return this.o.log.debug(`not offloaded: ${describeTuple(plans[d].match)}: ${hop}`);
     const slot = this.slots.alloc();
     if (slot === null) return this.warnFull();
@@ -192,7 +219,7 @@ export class FlowTable {
     this.byId.set(slot, conn);
     this.byTuple.set(tupleId(entry.orig), conn);
     this.byTuple.set(tupleId(entry.reply), conn);
-    if (!this.install(conn, d, iif, hop)) {
+    if (!this.install(conn, d, ingress, hop)) {
       this.teardown(conn, "flow map full");
       return this.warnFull();
     }
@@ -201,13 +228,13 @@ export class FlowTable {
     const other: Dir = d === 0 ? 1 : 0;
     const otherPending = this.pending.get(tupleId(plans[other].match));
     this.pending.delete(tupleId(plans[other].match));
-    this.installDirection(conn, other, otherPending?.iif ?? hop.oif);
+    this.installDirection(conn, other, otherPending?.ingress ?? { ifindex: hop.oif, encap: hop.encap });
   }
 
-  private installDirection(conn: Conn, d: Dir, iif: number): void {
-    const hop = this.resolve(conn.plans[d], iif, conn.entry.mark);
+  private installDirection(conn: Conn, d: Dir, ingress: Ingress): void {
+    const hop = this.resolve(conn.plans[d], ingress, conn.entry.mark);
     if (typeof hop === "string") this.o.log.debug(`not offloaded: ${describeTuple(conn.plans[d].match)}: ${hop}`);
-    else if (!this.install(conn, d, iif, hop)) this.warnFull();
+    else if (!this.install(conn, d, ingress, hop)) this.warnFull();
   }
 
   /**
@@ -215,8 +242,11 @@ export class FlowTable {
    * The datapath cannot see the packet mark that policy routing uses; the conntrack mark stands in
    * for it (setups like mwan3 restore it into the packet mark; it is 0 where nothing uses marks).
    */
-  private resolve(plan: DirectionPlan, iif: number, mark: number): NextHop | string {
-    if (!this.o.devices.has(iif)) return `ingress ifindex ${iif} is not an offloaded device`;
+  private resolve(plan: DirectionPlan, ingress: Ingress, mark: number): NextHop | string {
+    if (!this.o.devices.has(ingress.ifindex)) return `ingress ifindex ${ingress.ifindex} is not an offloaded device`;
+    // The route lookup sees the packet where the kernel would: on the bridge, VLAN or PPP device.
+    const iif = this.o.rtnl.ingressDevice(ingress.ifindex, ingress.encap);
+    if (iif === null) return `no routed device receives these packets on ${this.dev(ingress.ifindex)}${describeEncap(ingress.encap)}`;
     const m = plan.match;
     // The kernel routes in prerouting, after destination NAT and before source NAT.
     const r = this.o.rtnl.resolve({
@@ -225,21 +255,26 @@ export class FlowTable {
     });
     if (!r.ok) return r.reason;
     if (!this.o.devices.has(r.hop.oif)) return `egress ifindex ${r.hop.oif} is not an offloaded device`;
+    if (r.hop.encap.dsaPort !== null && !this.dsaTagger(r.hop.oif)) return `unknown DSA tagger on ${this.dev(r.hop.oif)}`;
     return r.hop;
   }
 
-  private install(conn: Conn, d: Dir, iif: number, hop: NextHop, what = "offloaded"): boolean {
+  private dsaTagger(conduit: number): number {
+    return DSA_TAGGERS[this.o.rtnl.dsaTagger(conduit) ?? ""] ?? 0;
+  }
+
+  private install(conn: Conn, d: Dir, ingress: Ingress, hop: NextHop, what = "offloaded"): boolean {
     const plan = conn.plans[d];
     const m = plan.match;
     const key = encodeKey({
-      ifindex: iif, family: m.family, proto: m.proto, dsaPort: 0, vlan: [0, 0], pppoeSid: 0,
+      ifindex: ingress.ifindex, family: m.family, proto: m.proto, ...encapKeyFields(ingress.encap),
       sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
     });
     const action = encodeAction({
       outIfindex: hop.oif, connId: conn.id, dir: d, flags: 0, mtu: hop.mtu, dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
-      egressVlan: [0, 0], egressPppoeSid: 0,
+      ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
     });
     const old = conn.dirs[d];
     try {
@@ -249,8 +284,9 @@ export class FlowTable {
       return false;
     }
     if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
-    conn.dirs[d] = { key, iif, hop };
-    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${this.dev(iif)} -> ${this.dev(hop.oif)}`);
+    conn.dirs[d] = { key, ingress, hop };
+    const from = `${this.dev(ingress.ifindex)}${describeEncap(ingress.encap)}`;
+    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.dev(hop.oif)}${describeEncap(hop.encap)}`);
     return true;
   }
 
@@ -265,6 +301,8 @@ export class FlowTable {
     this.slots.release(conn.id);
     const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
     this.o.log.info(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
+    const kind = reason.split(":")[0]!;
+    this.handedBack[kind] = (this.handedBack[kind] ?? 0) + 1;
   }
 
   /** A link, neighbour or routing change: find the connections it may affect. */
@@ -283,7 +321,7 @@ export class FlowTable {
     for (const d of [0, 1] as const) {
       const x = c.dirs[d];
       if (!x) continue;
-      if (e.kind === "link" && (x.iif === e.ifindex || x.hop.oif === e.ifindex)) {
+      if (e.kind === "link" && [x.ingress.ifindex, x.hop.oif, x.hop.l3Oif].includes(e.ifindex)) {
         if (e.deleted || !e.up) return `device ${this.dev(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
         effect = "stale"; // its MAC or MTU may have changed
       }
@@ -303,14 +341,60 @@ export class FlowTable {
       for (const d of [0, 1] as const) {
         const x = c.dirs[d];
         if (!x) continue;
-        const hop = this.resolve(c.plans[d], x.iif, c.entry.mark);
+        const hop = this.resolve(c.plans[d], x.ingress, c.entry.mark);
         if (typeof hop === "string") {
           this.teardown(c, `next hop changed: ${hop}`);
           break;
         }
-        if (!sameHop(hop, x.hop)) this.install(c, d, x.iif, hop, "re-routed");
+        if (!sameHop(hop, x.hop)) this.install(c, d, x.ingress, hop, "re-routed");
+        else x.hop = hop;
       }
     }
+  }
+
+  /**
+   * Takes over the flows a previous run left in the (pinned) flow map: connections whose
+   * conntrack entry is still offloadable stay on the fast path and are resolved again at once;
+   * the others are removed. Returns how many connections were adopted.
+   */
+  adopt(): number {
+    const dump = this.o.flows.dump();
+    const K = LAYOUT.flow_key.size;
+    const A = LAYOUT.flow_action.size;
+    const groups = new Map<number, { key: Uint8Array; action: ReturnType<typeof decodeAction> }[]>();
+    for (let i = 0; i < dump.count; i++) {
+      const key = dump.keys.slice(i * K, (i + 1) * K);
+      const action = decodeAction(dump.values.slice(i * A, (i + 1) * A));
+      groups.set(action.connId, [...(groups.get(action.connId) ?? []), { key, action }]);
+    }
+    const now = performance.now();
+    for (const [id, flows] of groups) {
+      const entry = this.o.ct.get(keyTuple(decodeKey(flows[0]!.key)));
+      if (!entry || !offloadable(entry).ok || id >= this.o.maxFlows || this.byId.has(id)) {
+        for (const f of flows) this.o.flows.delete(f.key);
+        continue;
+      }
+      const conn: Conn = {
+        id, entry, dirs: [null, null], packets: 0n, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
+        plans: [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)],
+      };
+      for (const { key, action: a } of flows) {
+        // The next hop's address is not in the map: the revalidation below fills it in.
+        const encap = keyEncap({ vlan: a.egressVlan, pppoeSid: a.egressPppoeSid, dsaPort: a.egressDsaTagger ? (a.egressDsaPort ?? 0) + 1 : 0 });
+        const hop: NextHop = {
+          oif: a.outIfindex, l3Oif: a.outIfindex, encap, gateway: null, gatewayFamily: entry.orig.family,
+          dmac: a.dmac, smac: a.smac, mtu: a.mtu,
+        };
+        const k = decodeKey(key);
+        conn.dirs[a.dir] = { key, ingress: { ifindex: k.ifindex, encap: keyEncap(k) }, hop };
+      }
+      this.slots.reserve(id);
+      this.byId.set(id, conn);
+      this.byTuple.set(tupleId(entry.orig), conn);
+      this.byTuple.set(tupleId(entry.reply), conn);
+      this.stale.add(conn);
+    }
+    return this.byId.size;
   }
 
   /** Route events were lost: resolve every connection again. */
@@ -321,6 +405,7 @@ export class FlowTable {
   /** Once a second: keep live conntrack entries alive, hand back idle and closing connections. */
   sweep(): void {
     const now = performance.now();
+    let refreshes = REFRESH_BUDGET;
     for (const conn of [...this.byId.values()]) {
       const s = this.readStats(conn.id);
       if (!s) continue;
@@ -340,7 +425,7 @@ export class FlowTable {
         continue;
       }
       const timeoutS = defaultTimeout(conn.entry);
-      if (conn.activeSinceRefresh && now - conn.lastRefresh >= Math.min(REFRESH_MS, (timeoutS * 1000) / 3)) {
+      if (conn.activeSinceRefresh && now - conn.lastRefresh >= (timeoutS * 1000) / 3 && refreshes-- > 0) {
         conn.lastRefresh = now;
         conn.activeSinceRefresh = false;
         if (!this.o.ct.refresh(conn.entry, timeoutS)) this.teardown(conn, "conntrack entry gone");
@@ -373,7 +458,7 @@ export class FlowTable {
       const dirs = ([0, 1] as const).map((d) => {
         const x = c.dirs[d];
         const st = s?.dir[d];
-        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.dev(x.iif)}->${this.dev(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
+        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.dev(x.ingress.ifindex)}->${this.dev(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
       });
       const idle = Math.round((now - c.lastActive) / 1000);
       return `${describeTuple(c.entry.orig)}${natNote(c.plans[0])} ${dirs.join(" ")} idle=${idle}s`;
@@ -418,5 +503,9 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 function sameHop(a: NextHop, b: NextHop): boolean {
-  return a.oif === b.oif && a.mtu === b.mtu && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac);
+  return a.oif === b.oif && a.mtu === b.mtu && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac) && sameEncap(a.encap, b.encap);
+}
+
+function sameIngress(a: Ingress, b: Ingress): boolean {
+  return a.ifindex === b.ifindex && sameEncap(a.encap, b.encap);
 }

@@ -6,6 +6,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 
 export class Logger {
   private readonly rank: number;
+  /** The last warnings and errors, newest last (for `status`). */
+  readonly recent: string[] = [];
 
   constructor(level: LogLevel) {
     this.rank = LOG_LEVELS.indexOf(level);
@@ -17,6 +19,10 @@ export class Logger {
 
   private write(level: LogLevel, msg: string): void {
     if (this.enabled(level)) process.stderr.write(`${level}: ${msg}\n`);
+    if (level === "error" || level === "warn") {
+      this.recent.push(`${new Date().toISOString()} ${level}: ${msg}`);
+      if (this.recent.length > 10) this.recent.shift();
+    }
   }
 
   error(msg: string): void {

@@ -22,6 +22,13 @@ export class SlotAllocator {
     return null;
   }
 
+  /** Marks a slot in use that an earlier run handed out (adoption after a restart). */
+  reserve(id: number): void {
+    while (this.next <= id) this.free.push(this.next++);
+    const i = this.free.indexOf(id);
+    if (i >= 0) this.free.splice(i, 1);
+  }
+
   release(id: number): void {
     this.resting.push({ id, until: this.now() + this.restMs });
   }

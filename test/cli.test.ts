@@ -4,7 +4,7 @@ import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "../src/cl
 const ifindex = (name: string) => ({ lan: 2, wan: 3 })[name] ?? 0;
 const defaults = {
   hook: "auto", "max-flows": "65536", "tcp-timeout": "30", "udp-timeout": "30",
-  "heartbeat-timeout": "5", "log-level": "info",
+  "heartbeat-timeout": "5", "log-level": "info", "pin-path": "/sys/fs/bpf/ebpf-offloader", "run-dir": "/run/ebpf-offloader",
 };
 const parse = (over: Partial<typeof defaults> & { _?: string[] }) =>
   parseRunArgs({ ...defaults, _: ["lan", "wan"], ...over }, ifindex);
@@ -13,12 +13,14 @@ describe("run arguments", () => {
   test("defaults", () => {
     expect(parse({})).toEqual({
       interfaces: ["lan", "wan"], hook: "auto", maxFlows: 65536, tcpTimeoutS: 30, udpTimeoutS: 30,
-      heartbeatTimeoutS: 5, logLevel: "info",
+      heartbeatTimeoutS: 5, logLevel: "info", pinPath: "/sys/fs/bpf/ebpf-offloader", runDir: "/run/ebpf-offloader",
     });
+    expect(parse({ "pin-path": "none", "run-dir": "/tmp/x/" })).toMatchObject({ pinPath: null, runDir: "/tmp/x" });
+    // No interface named: the daemon finds the lowest devices of every routed interface.
+    expect(parse({ _: [] }).interfaces).toEqual([]);
   });
 
   test.each([
-    [{ _: [] }, "name at least one interface"],
     [{ _: ["lan", "eth9"] }, "no such interface: eth9"],
     [{ _: ["lan", "lan"] }, "interface named twice: lan"],
     [{ _: ["a/b"] }, "no such interface: a/b"],
@@ -28,6 +30,8 @@ describe("run arguments", () => {
     [{ "tcp-timeout": "-1" }, "--tcp-timeout must be a whole number"],
     [{ "udp-timeout": "" }, "--udp-timeout must be a whole number"],
     [{ "log-level": "verbose" }, "--log-level must be one of error, warn, info, debug"],
+    [{ "pin-path": "relative/dir" }, '--pin-path must be an absolute path, not "relative/dir"'],
+    [{ "run-dir": "" }, "--run-dir must be an absolute path"],
   ])("rejects %j", (over, message) => {
     expect(() => parse(over)).toThrow(UsageError);
     expect(() => parse(over)).toThrow(message);

@@ -405,7 +405,7 @@ describe("events", () => {
 
   test("a socket overflow (ENOBUFS) is reported, and reading goes on", () => {
     let count = 0;
-    const flood = inNetns(() => new ConntrackEvents(NF_NETLINK_CONNTRACK_NEW, () => void count++));
+    const flood = inNetns(() => new ConntrackEvents(NF_NETLINK_CONNTRACK_NEW, () => void count++, 64 * 1024));
     try {
       // Each UDP datagram from a new socket to a new port is a new connection: far more NEW
       // events than the socket buffer holds.

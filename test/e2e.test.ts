@@ -2,7 +2,7 @@
 // established connections past the router's forward chain, with the same result as the kernel.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
-import { Offloader } from "./offloader.ts";
+import { Offloader, StateDirs } from "./offloader.ts";
 import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
 
 describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --hook %s", (hook) => {
@@ -139,5 +139,56 @@ describe("fail open", () => {
     // The XDP link died with the process: nothing is left attached to the router's devices.
     expect(lab.exec(lab.router, ["ip", "-d", "link", "show", "lan"])).not.toMatch(/xdp/);
     expect(lab.invalidPackets()).toBe(0);
+  }, 60_000);
+
+  test("SIGSTOP: after the heartbeat timeout the kernel forwards; SIGCONT: the fast path resumes", async () => {
+    const off = new Offloader(lab, ["lan", "wan", "--heartbeat-timeout", "1"]);
+    try {
+      await off.waitFor(/running on/);
+      const echo = lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]);
+      await Bun.sleep(200);
+      const client = await startUdpClient(lab, off, ADDR.server4, 5000, 1000);
+      const done = client.go();
+      off.kill("SIGSTOP");
+      await Bun.sleep(1500); // past the heartbeat timeout
+      const stopped = lab.forwardedPackets();
+      await Bun.sleep(500);
+      expect(lab.forwardedPackets() - stopped).toBeGreaterThan(100); // ~500 datagrams each way
+      off.kill("SIGCONT");
+      await Bun.sleep(1000); // the daemon's next heartbeat
+      const resumed = lab.forwardedPackets();
+      await Bun.sleep(500);
+      expect(lab.forwardedPackets() - resumed).toBe(0);
+      const res = await done;
+      expect(res.received).toBe(res.sent);
+      echo.kill();
+    } finally {
+      off.kill("SIGCONT");
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+
+  test("a restarted daemon adopts the pinned flows of the one that was killed", async () => {
+    const dirs = new StateDirs();
+    let second: Offloader | null = null;
+    try {
+      const first = new Offloader(lab, ["lan", "wan"], dirs);
+      await first.waitFor(/running on/);
+      const client = await startTcpClient(lab, first, ADDR.server4, 1024);
+      const result = client.go();
+      await Bun.sleep(100);
+      first.kill("SIGKILL");
+      await first.stop();
+      second = new Offloader(lab, ["lan", "wan"], dirs);
+      await second.waitFor(/adopted 1 offloaded connection\(s\) from the previous run/);
+      const res = await result;
+      expect(res.reply.sha256).toBe(res.sent);
+      // The adopted connection was the new daemon's to hand back at the FIN.
+      await second.waitFor(/handed back tcp \S+ -> \S+:5201 after \d+\+\d+ packets: FIN\/RST/);
+      expect(lab.invalidPackets()).toBe(0);
+    } finally {
+      if (second) expect(await second.stop()).toBe(0);
+      dirs.remove();
+    }
   }, 60_000);
 });

@@ -1,20 +1,44 @@
-// Runs the compiled ebpf-offloader binary inside a lab namespace and watches its log.
+// Runs the compiled ebpf-offloader binary inside a lab namespace and watches its log. Each
+// instance gets its own run directory and a bpffs of its own for the pinned maps (/sys is
+// remounted inside `ip netns exec`, so the host's /sys/fs/bpf is not visible there).
 import type { Subprocess } from "bun";
-import type { Lab } from "./lab.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { type Lab, sh } from "./lab.ts";
 
 export const BIN = `${import.meta.dir}/../dist/ebpf-offloader`;
+
+/** A run directory and a bpffs mount; several daemon runs may share them (restart tests). */
+export class StateDirs {
+  readonly root = mkdtempSync("/tmp/eo-state-");
+  readonly runDir = `${this.root}/run`;
+  readonly bpffs = `${this.root}/bpf`;
+  readonly pinPath = `${this.bpffs}/offloader`;
+
+  constructor() {
+    sh(["mkdir", "-p", this.runDir, this.bpffs]);
+    sh(["mount", "-t", "bpf", "bpf", this.bpffs]);
+  }
+
+  remove(): void {
+    sh(["umount", this.bpffs], { allowFail: true });
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
 
 export class Offloader {
   private log = "";
   private readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   private readonly reading: Promise<void>;
+  private readonly ownDirs: boolean;
+  readonly dirs: StateDirs;
 
-  constructor(lab: Lab, args: string[]) {
-    this.proc = Bun.spawn(["ip", "netns", "exec", lab.router, BIN, "run", ...args], {
-      stdin: "ignore",
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+  constructor(lab: Lab, args: string[], dirs?: StateDirs) {
+    this.ownDirs = !dirs;
+    this.dirs = dirs ?? new StateDirs();
+    this.proc = Bun.spawn(
+      ["ip", "netns", "exec", lab.router, BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir],
+      { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
     this.reading = this.collect(this.proc.stderr);
   }
 
@@ -48,11 +72,12 @@ export class Offloader {
     this.proc.kill(signal);
   }
 
-  /** SIGTERM and wait; returns the exit code. */
+  /** SIGTERM and wait; returns the exit code. Removes the state directories it created. */
   async stop(): Promise<number> {
     if (this.proc.exitCode === null) this.proc.kill("SIGTERM");
     const code = await this.proc.exited;
     await this.reading;
+    if (this.ownDirs) this.dirs.remove();
     return code;
   }
 }
