@@ -6,6 +6,8 @@
 //
 // server2 and wan2 exist with `secondWan`: then both servers also answer for a service address
 // (10.200.9.9, fd00:9::9) that the router reaches via server, until a test moves the route.
+// With `bridgeLan` the LAN is a bridge br-lan (the router's LAN addresses) with two ports:
+// lan1 to client and lan2 to client2 (eth0 10.200.1.3, fd00:1::3), as on an OpenWrt router.
 //                                          10.200.1.1      10.200.2.1
 //                                          fd00:1::1       fd00:2::1
 //
@@ -26,6 +28,8 @@ export interface LabOptions {
   wireChecksums?: boolean;
   /** Adds server2 behind wan2 and the service address reachable through either server. */
   secondWan?: boolean;
+  /** The LAN as a bridge br-lan with ports lan1 (client) and lan2 (client2). */
+  bridgeLan?: boolean;
 }
 
 export class CommandError extends Error {}
@@ -64,6 +68,8 @@ export const ADDR = {
   routerLan6: "fd00:1::1",
   routerWan6: "fd00:2::1",
   server6: "fd00:2::2",
+  client2_4: "10.200.1.3",
+  client2_6: "fd00:1::3",
   routerWan2_4: "10.200.3.1",
   server2_4: "10.200.3.2",
   routerWan2_6: "fd00:3::1",
@@ -77,32 +83,46 @@ export class Lab {
   readonly router: string;
   readonly server: string;
   readonly server2: string;
+  readonly client2: string;
   private destroyed = false;
+  private readonly bridgeLan: boolean;
   private readonly wireChecksums: boolean;
   private readonly secondWan: boolean;
 
   constructor(opts: LabOptions = {}) {
     this.wireChecksums = opts.wireChecksums ?? true;
     this.secondWan = opts.secondWan ?? false;
+    this.bridgeLan = opts.bridgeLan ?? false;
     const id = `${opts.prefix ?? "eo"}-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
     this.client = `${id}-c`;
     this.router = `${id}-r`;
     this.server = `${id}-s`;
     this.server2 = `${id}-t`;
+    this.client2 = `${id}-d`;
   }
 
   /** Builds the lab; on any failure removes what was built and rethrows. */
   create(): this {
     try {
       for (const ns of this.namespaces()) sh(["ip", "netns", "add", ns]);
-      sh(["ip", "-n", this.router, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", this.client]);
-      sh(["ip", "-n", this.router, "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", this.server]);
+      const r = this.router;
+      const lan = this.bridgeLan ? "br-lan" : "lan";
+      if (this.bridgeLan) {
+        sh(["ip", "-n", r, "link", "add", "br-lan", "type", "bridge"]);
+        for (const [port, ns] of [["lan1", this.client], ["lan2", this.client2]] as const) {
+          sh(["ip", "-n", r, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+          sh(["ip", "-n", r, "link", "set", port, "master", "br-lan", "up"]);
+        }
+        this.setupHost(this.client2, ADDR.client2_4, ADDR.client2_6, ADDR.routerLan4, ADDR.routerLan6);
+      } else {
+        sh(["ip", "-n", r, "link", "add", "lan", "type", "veth", "peer", "name", "eth0", "netns", this.client]);
+      }
+      sh(["ip", "-n", r, "link", "add", "wan", "type", "veth", "peer", "name", "eth0", "netns", this.server]);
       this.setupHost(this.client, ADDR.client4, ADDR.client6, ADDR.routerLan4, ADDR.routerLan6);
       this.setupHost(this.server, ADDR.server4, ADDR.server6, null, null);
-      const r = this.router;
       sh(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
       sh(["ip", "-n", r, "link", "set", "lo", "up"]);
-      for (const [dev, a4, a6] of [["lan", ADDR.routerLan4, ADDR.routerLan6], ["wan", ADDR.routerWan4, ADDR.routerWan6]] as const) {
+      for (const [dev, a4, a6] of [[lan, ADDR.routerLan4, ADDR.routerLan6], ["wan", ADDR.routerWan4, ADDR.routerWan6]] as const) {
         sh(["ip", "-n", r, "addr", "add", `${a4}/24`, "dev", dev]);
         sh(["ip", "-n", r, "-6", "addr", "add", `${a6}/64`, "dev", dev, "nodad"]);
         sh(["ip", "-n", r, "link", "set", dev, "up"]);
@@ -117,7 +137,10 @@ export class Lab {
   }
 
   private namespaces(): string[] {
-    return [this.client, this.router, this.server, ...(this.secondWan ? [this.server2] : [])];
+    return [
+      this.client, this.router, this.server,
+      ...(this.secondWan ? [this.server2] : []), ...(this.bridgeLan ? [this.client2] : []),
+    ];
   }
 
   private createSecondWan(): void {
@@ -187,6 +210,13 @@ export class Lab {
     return Bun.spawn(["ip", "netns", "exec", ns, ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
   }
 
+  /** Packets a device of the router received, from its kernel counters. */
+  rxPackets(dev: string): number {
+    const [link] = JSON.parse(this.exec(this.router, ["ip", "-j", "-s", "link", "show", dev])) as { stats64: { rx: { packets: number } } }[];
+    if (!link) throw new CommandError(`no device ${dev}`);
+    return link.stats64.rx.packets;
+  }
+
   /** Conntrack entries of the router, as `conntrack -L` prints them. */
   conntrack(args: string[] = []): string {
     return this.exec(this.router, ["conntrack", "-L", ...args], { allowFail: true });
@@ -210,7 +240,7 @@ export class Lab {
 export function removeStaleLabs(prefix: string): void {
   for (const line of sh(["ip", "netns", "list"]).split("\n")) {
     const name = line.split(" ")[0] ?? "";
-    const m = /^(?:[a-z]+)-([0-9a-z]+)-[0-9a-z]+-[crst]$/.exec(name);
+    const m = /^(?:[a-z]+)-([0-9a-z]+)-[0-9a-z]+-[crstd]$/.exec(name);
     if (!name.startsWith(`${prefix}-`) || !m?.[1]) continue;
     const pid = parseInt(m[1], 36);
     if (pid !== process.pid && !processAlive(pid)) sh(["ip", "netns", "del", name], { allowFail: true });

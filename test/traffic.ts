@@ -48,12 +48,12 @@ export class Output {
 }
 
 /** Starts the TCP client, waits until its connection is offloaded in both directions. */
-export async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number) {
+export async function startTcpClient(lab: Lab, off: Offloader, host: string, mib: number, lanPort = "lan") {
   const proc = lab.spawn(lab.client, [BUN, `${FIX}/tcp-send.ts`, host, "5201", String(mib)]);
   const out = new Output(proc.stdout);
   await out.waitLine(/^ready/);
-  await off.waitFor(/offloaded tcp .*:5201 .*lan -> wan/, 5000);
-  await off.waitFor(/offloaded tcp .*:5201 -> .* wan -> lan/, 5000);
+  await off.waitFor(new RegExp(`offloaded tcp .*:5201 .*${lanPort} -> wan`), 5000);
+  await off.waitFor(new RegExp(`offloaded tcp .*:5201 -> .* wan -> ${lanPort}`), 5000);
   const go = async (): Promise<TcpResult> => {
     proc.stdin.write("go\n");
     proc.stdin.flush();

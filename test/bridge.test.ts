@@ -1,0 +1,60 @@
+// An OpenWrt-style LAN: the router's LAN addresses sit on a bridge with several ports. The
+// offloader attaches to the ports (naming the bridge, or nothing at all), resolves the egress
+// to the right port through the bridge's FDB, and the bridge itself no longer sees the flow.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { ADDR, Lab } from "./lab.ts";
+import { Offloader } from "./offloader.ts";
+import { BUN, FIX, startTcpClient } from "./traffic.ts";
+
+describe("a bridged LAN", () => {
+  let lab: Lab;
+  let sink: { kill(): void };
+
+  beforeAll(async () => {
+    lab = new Lab({ bridgeLan: true }).create();
+    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    sink?.kill();
+    lab?.destroy();
+  });
+
+  test("naming the bridge attaches to its ports; flows bypass the bridge and the forward chain", async () => {
+    const off = new Offloader(lab, ["br-lan", "wan", "--log-level", "debug"]);
+    try {
+      await off.waitFor(/running on/);
+      expect(off.output).toMatch(/attached to lan1 /);
+      expect(off.output).toMatch(/attached to lan2 /);
+      expect(off.output).not.toMatch(/attached to br-lan/);
+      const client = await startTcpClient(lab, off, ADDR.server4, 32, "lan1");
+      const bridgeBefore = lab.rxPackets("br-lan");
+      const fwdBefore = lab.forwardedPackets();
+      const res = await client.go();
+      expect(res.reply.sha256).toBe(res.sent);
+      // The reply direction left by the port the client sits behind (the FDB said so).
+      expect(off.output).toMatch(/offloaded tcp 10\.200\.2\.2:5201 -> \S+ \(dnat 10\.200\.1\.2:\d+\) wan -> lan1\n/);
+      const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+\d+ packets: FIN\/RST/);
+      expect(Number(m[1])).toBeGreaterThan(20_000);
+      expect(lab.forwardedPackets() - fwdBefore).toBeLessThan(20);
+      expect(lab.rxPackets("br-lan") - bridgeBefore).toBeLessThan(20);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+
+  test("with no interface named it attaches to the lowest devices of every routed interface", async () => {
+    const off = new Offloader(lab, ["--log-level", "debug"]);
+    try {
+      await off.waitFor(/running on/);
+      for (const dev of ["lan1", "lan2", "wan"]) expect(off.output).toMatch(new RegExp(`attached to ${dev} `));
+      expect(off.output).not.toMatch(/attached to (br-lan|lo) /);
+      const client = await startTcpClient(lab, off, ADDR.server4, 8, "lan1");
+      const res = await client.go();
+      expect(res.reply.sha256).toBe(res.sent);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+});
