@@ -325,6 +325,8 @@ export class FlowTable {
         if (e.deleted || !e.up) return `device ${this.dev(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
         effect = "stale"; // its MAC or MTU may have changed
       }
+      // A station moved to another bridge port (or left): the port we send it to may be wrong.
+      if (e.kind === "fdb" && sameBytes(e.lladdr, x.hop.dmac) && (e.deleted || e.ifindex !== x.hop.oif)) effect = "stale";
       if (e.kind === "neigh" && x.hop.oif === e.ifindex && sameBytes(x.hop.gateway ?? c.plans[d].daddr, e.dst)) {
         const unchanged = !e.deleted && e.state & USABLE_NUD && e.lladdr && sameBytes(e.lladdr, x.hop.dmac);
         if (!unchanged) effect = "stale";

@@ -11,6 +11,8 @@ import { NetlinkError } from "./nexthop.ts";
 export type RouteEvent =
   | { kind: "link"; ifindex: number; up: boolean; deleted: boolean }
   | { kind: "neigh"; ifindex: number; family: number; dst: Uint8Array; lladdr: Uint8Array | null; state: number; deleted: boolean }
+  /** A bridge forwarding-database entry: a station (MAC) learned on, moved to or gone from a port. */
+  | { kind: "fdb"; ifindex: number; lladdr: Uint8Array; deleted: boolean }
   | { kind: "routing" };
 
 // Multicast groups (linux/rtnetlink.h): RTMGRP_* bits, and 1 << (RTNLGRP_* - 1) for the rules.
@@ -23,6 +25,7 @@ const RTM_DELLINK = 17;
 const RTM_NEWNEIGH = 28;
 const RTM_DELNEIGH = 29;
 const ROUTING_TYPES = new Set([20, 21, 24, 25, 32, 33]); // NEW/DELADDR, NEW/DELROUTE, NEW/DELRULE
+const AF_BRIDGE = 7;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
 const IFF_UP = 0x1;
@@ -59,7 +62,8 @@ export function parseRouteEvents(buf: Uint8Array, len: number): RouteEvent[] {
         } else if (atype === NDA_LLADDR) lladdr = buf.slice(a + 4, a + alen);
         a += (alen + 3) & ~3;
       }
-      if (dst) out.push({ kind: "neigh", ...ev, dst, lladdr, deleted: type === RTM_DELNEIGH });
+      if (ev.family === AF_BRIDGE && lladdr?.length === 6) out.push({ kind: "fdb", ifindex: ev.ifindex, lladdr, deleted: type === RTM_DELNEIGH });
+      else if (dst) out.push({ kind: "neigh", ...ev, dst, lladdr, deleted: type === RTM_DELNEIGH });
     } else if (ROUTING_TYPES.has(type)) {
       out.push({ kind: "routing" });
     }

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ADDR, Lab } from "./lab.ts";
 import { Offloader } from "./offloader.ts";
-import { BUN, FIX, startTcpClient } from "./traffic.ts";
+import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
 
 describe("a bridged LAN", () => {
   let lab: Lab;
@@ -53,6 +53,38 @@ describe("a bridged LAN", () => {
       const client = await startTcpClient(lab, off, ADDR.server4, 8, "lan1");
       const res = await client.go();
       expect(res.reply.sha256).toBe(res.sent);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+});
+
+describe("a station moving to another bridge port", () => {
+  let lab: Lab;
+  let sink: { kill(): void };
+
+  beforeAll(async () => {
+    lab = new Lab({ bridgeLan: true }).create();
+    sink = lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]);
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    sink?.kill();
+    lab?.destroy();
+  });
+
+  test("the reply direction follows the station to its new port", async () => {
+    const off = new Offloader(lab, ["br-lan", "wan", "--log-level", "debug"]);
+    try {
+      await off.waitFor(/running on/);
+      const client = await startUdpClient(lab, off, ADDR.server4, 500, 1000, 7001, "lan1");
+      // The bridge now believes the client's MAC sits behind lan2 (as after a Wi-Fi roam).
+      const mac = (JSON.parse(lab.exec(lab.client, ["ip", "-j", "link", "show", "eth0"])) as { address: string }[])[0]!.address;
+      lab.exec(lab.router, ["bridge", "fdb", "replace", mac, "dev", "lan2", "master", "static"]);
+      await off.waitFor(/re-routed udp 10\.200\.2\.2:7001 -> \S+ \(dnat 10\.200\.1\.2:\d+\) wan -> lan2\n/);
+      lab.exec(lab.router, ["bridge", "fdb", "del", mac, "dev", "lan2", "master"]);
+      await client.go();
     } finally {
       expect(await off.stop()).toBe(0);
     }

@@ -66,12 +66,12 @@ export async function startTcpClient(lab: Lab, off: Offloader, host: string, mib
 
 
 /** Starts the UDP client (RATE datagrams/s to PORT), waits until its flow is offloaded both ways. */
-export async function startUdpClient(lab: Lab, off: Offloader, host: string, count: number, rate = 1000, port = 7001) {
+export async function startUdpClient(lab: Lab, off: Offloader, host: string, count: number, rate = 1000, port = 7001, lanPort = "lan") {
   const proc = lab.spawn(lab.client, [BUN, `${FIX}/udp-send.ts`, host, String(port), String(count), String(rate)]);
   const out = new Output(proc.stdout);
   const sport = (await out.waitLine(/^ready/)).split(" ")[1];
-  await off.waitFor(new RegExp(`offloaded udp \\S+:${sport} -> \\S+:${port} .*lan -> wan`), 5000);
-  await off.waitFor(new RegExp(`offloaded udp \\S+:${port} -> \\S+:${sport} .* wan\\d? -> lan`), 5000);
+  await off.waitFor(new RegExp(`offloaded udp \\S+:${sport} -> \\S+:${port} .*${lanPort} -> wan`), 5000);
+  await off.waitFor(new RegExp(`offloaded udp \\S+:${port} -> \\S+:${sport} .* wan\\d? -> ${lanPort}`), 5000);
   const go = async (): Promise<UdpResult> => {
     proc.stdin.write("go\n");
     proc.stdin.flush();
