@@ -9,6 +9,8 @@ import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
 import { Rtnl } from "./nexthop.ts";
 import { RouteEvents } from "./rtevents.ts";
+import { tcOnlyReason } from "./egress.ts";
+import { queryXdpFeatures } from "./genl.ts";
 import { PINNED_MAPS, ensureDir, pinPathProblem, removePins } from "./pins.ts";
 import { readLiveStatus, removeStatus, writeStatus } from "./status.ts";
 import { VERSION } from "./version.ts";
@@ -49,6 +51,9 @@ export class Daemon {
   private rb: RingBuffer | null = null;
   private routeEvents: RouteEvents | null = null;
   private topologyChanged = false;
+  private egressChanged = false;
+  /** Egress devices whose flows take the TC path, with why (see egress.ts). */
+  private tcOnly = new Map<number, string>();
   private table: FlowTable | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
 
@@ -135,6 +140,7 @@ export class Daemon {
       udpTimeoutMs: cfg.udpTimeoutS * 1000,
     });
     this.table = table;
+    this.applyEgressPolicy();
     const adopted = table.adopt();
     if (adopted) this.log.info(`adopted ${adopted} offloaded connection(s) from the previous run`);
     this.events = new ConntrackEvents(
@@ -144,6 +150,7 @@ export class Daemon {
     this.routeEvents = new RouteEvents((e) => {
       // The device stack may have changed (a port joined a bridge, a VLAN device appeared).
       if (e.kind === "link") this.topologyChanged = true;
+      if (e.kind === "qdisc" || e.kind === "link") this.egressChanged = true;
       table.onRouteEvent(e);
     });
     this.rb = new RingBuffer(this.obj.map("flow_events"), (sample) => {
@@ -168,6 +175,10 @@ export class Daemon {
     if (this.topologyChanged) {
       this.topologyChanged = false;
       this.rtnl?.refresh();
+    }
+    if (this.egressChanged) {
+      this.egressChanged = false;
+      this.applyEgressPolicy();
     }
     if (this.routeEvents?.overflowed) this.table?.revalidateAll();
     this.table?.revalidate();
@@ -205,6 +216,47 @@ export class Daemon {
       fn();
     } catch (e) {
       this.log.error((e as Error).message);
+    }
+  }
+
+  /**
+   * Decides which devices' flows must leave through the TC program (a shaper, no XDP transmit),
+   * attaches TC beside XDP when some must, and tells the flow table.
+   */
+  private applyEgressPolicy(): void {
+    const xdp = this.attachments.filter((a) => a.hook !== "tc");
+    if (!xdp.length || !this.rtnl || !this.table) return;
+    const native = xdp.some((a) => a.hook === "xdp-native");
+    const features = native ? this.xdpFeatures() : null;
+    const qdiscs = this.rtnl.rootQdiscs();
+    const tcOnly = new Map<number, string>();
+    for (const a of xdp) {
+      const why = tcOnlyReason({ hook: a.hook, rootQdisc: qdiscs.get(a.ifindex) ?? null, xdpFeatures: features?.get(a.ifindex) ?? null }, native);
+      if (why) tcOnly.set(a.ifindex, why);
+    }
+    for (const [ifindex, why] of tcOnly) {
+      if (this.tcOnly.get(ifindex) !== why) this.log.info(`flows leaving by ${this.table.deviceName(ifindex)} take the TC path: ${why}`);
+    }
+    if (tcOnly.size && !this.attachments.some((a) => a.hook === "tc")) {
+      // The TC program forwards what XDP leaves to it; it must see every ingress device.
+      const tc = this.obj.programFd("offload_tc");
+      for (const a of xdp) {
+        this.attachments.push(attach(this.obj.programFd("offload_xdp"), tc, a.ifname, "tc"));
+        this.log.info(`attached to ${a.ifname} (tc, beside ${a.hook})`);
+      }
+    }
+    const changed = tcOnly.size !== this.tcOnly.size || [...tcOnly.keys()].some((i) => !this.tcOnly.has(i));
+    this.tcOnly = tcOnly;
+    if (changed) this.table.setTcOnly(new Set(tcOnly.keys()));
+  }
+
+  /** XDP feature bits by ifindex; null when the kernel can't tell (then TC is the safe path). */
+  private xdpFeatures(): Map<number, number> | null {
+    try {
+      return queryXdpFeatures();
+    } catch (e) {
+      this.log.warn(`cannot read XDP features: ${(e as Error).message}`);
+      return null;
     }
   }
 

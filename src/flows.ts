@@ -4,6 +4,7 @@
 // and to hand idle connections back.
 import {
   DSA_TAGGERS,
+  FLOW_ACT_TC_ONLY,
   FLOW_STATS_CLOSING,
   LAYOUT,
   decodeAction,
@@ -50,6 +51,8 @@ interface Installed {
   key: Uint8Array;
   ingress: Ingress;
   hop: NextHop;
+  /** FLOW_ACT_* as installed. */
+  flags: number;
 }
 
 interface Conn {
@@ -100,6 +103,8 @@ export class FlowTable {
   private readonly byTuple = new Map<string, Conn>();
   private readonly byId = new Map<number, Conn>();
   private readonly pending = new Map<string, Pending>();
+  /** Egress devices whose flows the XDP program must leave to the TC program (see egress.ts). */
+  private tcOnly: ReadonlySet<number> = new Set();
   /** Connections whose next hops must be resolved again (a route, neighbour or link changed). */
   private readonly stale = new Set<Conn>();
   private readonly slots: SlotAllocator;
@@ -246,7 +251,7 @@ export class FlowTable {
     if (!this.o.devices.has(ingress.ifindex)) return `ingress ifindex ${ingress.ifindex} is not an offloaded device`;
     // The route lookup sees the packet where the kernel would: on the bridge, VLAN or PPP device.
     const iif = this.o.rtnl.ingressDevice(ingress.ifindex, ingress.encap);
-    if (iif === null) return `no routed device receives these packets on ${this.dev(ingress.ifindex)}${describeEncap(ingress.encap)}`;
+    if (iif === null) return `no routed device receives these packets on ${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
     const m = plan.match;
     // The kernel routes in prerouting, after destination NAT and before source NAT.
     const r = this.o.rtnl.resolve({
@@ -255,7 +260,7 @@ export class FlowTable {
     });
     if (!r.ok) return r.reason;
     if (!this.o.devices.has(r.hop.oif)) return `egress ifindex ${r.hop.oif} is not an offloaded device`;
-    if (r.hop.encap.dsaPort !== null && !this.dsaTagger(r.hop.oif)) return `unknown DSA tagger on ${this.dev(r.hop.oif)}`;
+    if (r.hop.encap.dsaPort !== null && !this.dsaTagger(r.hop.oif)) return `unknown DSA tagger on ${this.deviceName(r.hop.oif)}`;
     return r.hop;
   }
 
@@ -271,7 +276,7 @@ export class FlowTable {
       sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
     });
     const action = encodeAction({
-      outIfindex: hop.oif, connId: conn.id, dir: d, flags: 0, mtu: hop.mtu, dmac: hop.dmac, smac: hop.smac,
+      outIfindex: hop.oif, connId: conn.id, dir: d, flags: this.flagsFor(hop), mtu: hop.mtu, dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
       ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
@@ -284,9 +289,9 @@ export class FlowTable {
       return false;
     }
     if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
-    conn.dirs[d] = { key, ingress, hop };
-    const from = `${this.dev(ingress.ifindex)}${describeEncap(ingress.encap)}`;
-    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.dev(hop.oif)}${describeEncap(hop.encap)}`);
+    conn.dirs[d] = { key, ingress, hop, flags: this.flagsFor(hop) };
+    const from = `${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
+    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`);
     return true;
   }
 
@@ -322,7 +327,7 @@ export class FlowTable {
       const x = c.dirs[d];
       if (!x) continue;
       if (e.kind === "link" && [x.ingress.ifindex, x.hop.oif, x.hop.l3Oif].includes(e.ifindex)) {
-        if (e.deleted || !e.up) return `device ${this.dev(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
+        if (e.deleted || !e.up) return `device ${this.deviceName(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
         effect = "stale"; // its MAC or MTU may have changed
       }
       // A station moved to another bridge port (or left): the port we send it to may be wrong.
@@ -348,7 +353,7 @@ export class FlowTable {
           this.teardown(c, `next hop changed: ${hop}`);
           break;
         }
-        if (!sameHop(hop, x.hop)) this.install(c, d, x.ingress, hop, "re-routed");
+        if (!sameHop(hop, x.hop) || this.flagsFor(hop) !== x.flags) this.install(c, d, x.ingress, hop, "re-routed");
         else x.hop = hop;
       }
     }
@@ -388,7 +393,7 @@ export class FlowTable {
           dmac: a.dmac, smac: a.smac, mtu: a.mtu,
         };
         const k = decodeKey(key);
-        conn.dirs[a.dir] = { key, ingress: { ifindex: k.ifindex, encap: keyEncap(k) }, hop };
+        conn.dirs[a.dir] = { key, ingress: { ifindex: k.ifindex, encap: keyEncap(k) }, hop, flags: a.flags };
       }
       this.slots.reserve(id);
       this.byId.set(id, conn);
@@ -397,6 +402,16 @@ export class FlowTable {
       this.stale.add(conn);
     }
     return this.byId.size;
+  }
+
+  /** Changes the devices whose flows must take the TC path; existing flows follow at once. */
+  setTcOnly(devices: ReadonlySet<number>): void {
+    this.tcOnly = devices;
+    this.revalidateAll();
+  }
+
+  private flagsFor(hop: NextHop): number {
+    return this.tcOnly.has(hop.oif) ? FLOW_ACT_TC_ONLY : 0;
   }
 
   /** Route events were lost: resolve every connection again. */
@@ -460,7 +475,7 @@ export class FlowTable {
       const dirs = ([0, 1] as const).map((d) => {
         const x = c.dirs[d];
         const st = s?.dir[d];
-        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.dev(x.ingress.ifindex)}->${this.dev(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
+        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.deviceName(x.ingress.ifindex)}->${this.deviceName(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
       });
       const idle = Math.round((now - c.lastActive) / 1000);
       return `${describeTuple(c.entry.orig)}${natNote(c.plans[0])} ${dirs.join(" ")} idle=${idle}s`;
@@ -482,7 +497,7 @@ export class FlowTable {
     return this.idBuf;
   }
 
-  private dev(ifindex: number): string {
+  deviceName(ifindex: number): string {
     return this.o.devices.get(ifindex) ?? `if${ifindex}`;
   }
 

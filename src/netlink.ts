@@ -17,6 +17,8 @@ export const RTM_NEWROUTE = 24;
 export const RTM_GETROUTE = 26;
 export const RTM_NEWNEIGH = 28;
 export const RTM_GETNEIGH = 30;
+export const RTM_NEWQDISC = 36;
+export const RTM_GETQDISC = 38;
 export const RTM_NEWNETCONF = 80;
 export const RTM_GETNETCONF = 82;
 
@@ -387,6 +389,29 @@ export function buildLinkDump(buf: Uint8Array, seq: number, family: number, extM
   w.u8(0, family);
   w.attrU32(IFLA_EXT_MASK, extMask);
   return w.finish();
+}
+
+/** RTM_GETQDISC dump of every qdisc (struct tcmsg, all zero: every device). */
+export function buildQdiscDump(buf: Uint8Array, seq: number): number {
+  const w = new Writer(buf, RTM_GETQDISC, seq, 20);
+  w.flags(NLM_F_REQUEST | NLM_F_DUMP);
+  return w.finish();
+}
+
+/** TC_H_ROOT: the parent handle of a device's root qdisc. */
+export const TC_H_ROOT = 0xffffffff;
+const TCA_KIND = 1;
+
+/** A qdisc from a dump: its device, its parent handle and its kind ("cake", "htb", ...). */
+export function parseQdisc(buf: Uint8Array, m: MessageRef): { ifindex: number; parent: number; kind: string } {
+  if (m.type !== RTM_NEWQDISC) throw new MalformedMessageError(`type ${m.type} where RTM_NEWQDISC was expected`);
+  requirePayload(m, 20, "tcmsg");
+  const v = view(buf);
+  const q = { ifindex: v.getInt32(m.start + 4, HOST_LE), parent: v.getUint32(m.start + 12, HOST_LE), kind: "" };
+  eachAttr(v, m.start + 20, m.end, (type, off, len) => {
+    if (type === TCA_KIND) q.kind = cstring(buf, off, len);
+  });
+  return q;
 }
 
 /** RTM_GETADDR dump of every address of `family` (AF_INET or AF_INET6). */

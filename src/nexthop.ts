@@ -16,7 +16,7 @@ import {
 import { AF_INET, AF_INET6 } from "./abi.ts";
 import { formatAddr } from "./addr.ts";
 import {
-  AF_BRIDGE, ARPHRD_ETHER, ARPHRD_PPP, buildAddrDump, buildFdbGet, buildLinkDump, buildLinkGet, buildNeighGet,
+  AF_BRIDGE, ARPHRD_ETHER, ARPHRD_PPP, buildAddrDump, buildFdbGet, buildLinkDump, buildLinkGet, buildQdiscDump, parseQdisc, TC_H_ROOT, buildNeighGet,
   buildNetconfGet, buildRouteDump, buildRouteGet, findReply, NETCONFA_IFINDEX_ALL, nudName, NUD_DELAY, NUD_NOARP,
   NUD_PERMANENT, NUD_PROBE, NUD_REACHABLE, NUD_STALE, parseAddr, parseBridgeLink, parseFdb, parseLink, parseNeigh,
   parseNetconfForwarding, parseRoute, parseRouteOifs, routeTypeName, RT_SCOPE_LINK, RTEXT_FILTER_BRVLAN,
@@ -356,6 +356,16 @@ export class Rtnl {
 
   private readSys(path: string): string | null {
     return readText(`${this.options.sysRoot ?? "/sys"}/${path}`)?.trim() || null;
+  }
+
+  /** The kind of every device's root qdisc ("noqueue", "fq_codel", "cake", ...), by ifindex. */
+  rootQdiscs(): Map<number, string> {
+    const roots = new Map<number, string>();
+    this.dump("qdisc dump", (buf, seq) => buildQdiscDump(buf, seq), (m) => {
+      const q = parseQdisc(this.rx, m);
+      if (q.parent === TC_H_ROOT) roots.set(q.ifindex, q.kind);
+    }, () => roots.clear());
+    return roots;
   }
 
   /** Runs a dump, restarting it (after `reset`) while the kernel reports it inconsistent. */

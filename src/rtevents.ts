@@ -11,19 +11,22 @@ import { NetlinkError } from "./nexthop.ts";
 export type RouteEvent =
   | { kind: "link"; ifindex: number; up: boolean; deleted: boolean }
   | { kind: "neigh"; ifindex: number; family: number; dst: Uint8Array; lladdr: Uint8Array | null; state: number; deleted: boolean }
+  /** A qdisc added, changed or removed (a shaper may have appeared). */
+  | { kind: "qdisc" }
   /** A bridge forwarding-database entry: a station (MAC) learned on, moved to or gone from a port. */
   | { kind: "fdb"; ifindex: number; lladdr: Uint8Array; deleted: boolean }
   | { kind: "routing" };
 
 // Multicast groups (linux/rtnetlink.h): RTMGRP_* bits, and 1 << (RTNLGRP_* - 1) for the rules.
 const GROUPS =
-  0x1 /* LINK */ | 0x4 /* NEIGH */ | 0x10 /* IPV4_IFADDR */ | 0x40 /* IPV4_ROUTE */ | 0x80 /* IPV4_RULE */ |
+  0x1 /* LINK */ | 0x4 /* NEIGH */ | 0x8 /* TC */ | 0x10 /* IPV4_IFADDR */ | 0x40 /* IPV4_ROUTE */ | 0x80 /* IPV4_RULE */ |
   0x100 /* IPV6_IFADDR */ | 0x400 /* IPV6_ROUTE */ | 0x40000 /* IPV6_RULE */;
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_NEWNEIGH = 28;
 const RTM_DELNEIGH = 29;
+const QDISC_TYPES = new Set([36, 37]); // RTM_NEWQDISC, RTM_DELQDISC
 const ROUTING_TYPES = new Set([20, 21, 24, 25, 32, 33]); // NEW/DELADDR, NEW/DELROUTE, NEW/DELRULE
 const AF_BRIDGE = 7;
 const NDA_DST = 1;
@@ -64,6 +67,8 @@ export function parseRouteEvents(buf: Uint8Array, len: number): RouteEvent[] {
       }
       if (ev.family === AF_BRIDGE && lladdr?.length === 6) out.push({ kind: "fdb", ifindex: ev.ifindex, lladdr, deleted: type === RTM_DELNEIGH });
       else if (dst) out.push({ kind: "neigh", ...ev, dst, lladdr, deleted: type === RTM_DELNEIGH });
+    } else if (QDISC_TYPES.has(type)) {
+      out.push({ kind: "qdisc" });
     } else if (ROUTING_TYPES.has(type)) {
       out.push({ kind: "routing" });
     }

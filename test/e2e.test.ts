@@ -192,3 +192,46 @@ describe("fail open", () => {
     }
   }, 60_000);
 });
+
+describe("an admin's shaper on the egress device", () => {
+  let lab: Lab;
+  let sink: { kill(): void };
+
+  beforeAll(async () => {
+    lab = new Lab().create();
+    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
+    // A root htb on wan, as SQM would set up (the lab's kernel has no cake).
+    lab.exec(lab.router, ["tc", "qdisc", "add", "dev", "wan", "root", "handle", "1:", "htb", "default", "10"]);
+    lab.exec(lab.router, ["tc", "class", "add", "dev", "wan", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"]);
+    await Bun.sleep(300);
+  });
+
+  afterAll(() => {
+    sink?.kill();
+    lab?.destroy();
+  });
+
+  const sentByShaper = () => {
+    const out = lab.exec(lab.router, ["tc", "-s", "qdisc", "show", "dev", "wan"]);
+    return Number(/Sent \d+ bytes (\d+) pkt/.exec(out)?.[1] ?? NaN);
+  };
+
+  test("with XDP, flows leaving by the shaped device take the TC path and go through the shaper", async () => {
+    const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native"]);
+    try {
+      await off.waitFor(/running on/);
+      expect(off.output).toMatch(/flows leaving by wan take the TC path: its root qdisc htb shapes traffic/);
+      expect(off.output).toMatch(/attached to lan \(tc, beside xdp-native\)/);
+      const client = await startTcpClient(lab, off, ADDR.server4, 16);
+      const shaped = sentByShaper();
+      const forwarded = lab.forwardedPackets();
+      const res = await client.go();
+      expect(res.reply.sha256).toBe(res.sent);
+      // Offloaded (the forward chain saw almost nothing), yet every segment passed the shaper.
+      expect(lab.forwardedPackets() - forwarded).toBeLessThan(20);
+      expect(sentByShaper() - shaped).toBeGreaterThan(10_000);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+});
