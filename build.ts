@@ -1,14 +1,17 @@
 // Builds the BPF object(s) and the single-binary daemon.
 //   bun build.ts                 BPF objects + dist/ebpf-offloader for this machine
 //   bun build.ts --bpf-only      only the BPF objects (build/*.o)
-//   bun build.ts --target all    also linux x64/arm64, glibc/musl binaries in dist/
+//   bun build.ts --target all    also linux x64/arm64, glibc/musl binaries in dist/, and
+//                                dist/SHA256SUMS of those (sha256sum -c format)
+//   --outdir DIR                 binaries into DIR instead of dist/
 import { $ } from "bun";
-import { mkdirSync, readdirSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 const { values } = parseArgs({
   args: Bun.argv.slice(2),
-  options: { "bpf-only": { type: "boolean" }, target: { type: "string" } },
+  options: { "bpf-only": { type: "boolean" }, target: { type: "string" }, outdir: { type: "string" } },
 });
 
 const root = import.meta.dir;
@@ -33,10 +36,19 @@ const compile = async (target: string | undefined, outfile: string) => {
   await $`bun build ${root}/src/main.ts --compile ${t} --minify --bytecode --format=esm --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile ${outfile}`.quiet();
   console.error(`built ${outfile}`);
 };
-mkdirSync(`${root}/dist`, { recursive: true });
-await compile(undefined, `${root}/dist/ebpf-offloader`);
+const dist = values.outdir ? resolve(values.outdir) : `${root}/dist`;
+mkdirSync(dist, { recursive: true });
+await compile(undefined, `${dist}/ebpf-offloader`);
 if (values.target === "all") {
-  for (const [name, target] of Object.entries(targets)) await compile(target, `${root}/dist/ebpf-offloader-${name}`);
+  const sums: string[] = [];
+  for (const [name, target] of Object.entries(targets)) {
+    const out = `${dist}/ebpf-offloader-${name}`;
+    await compile(target, out);
+    const hash = new Bun.CryptoHasher("sha256").update(await Bun.file(out).arrayBuffer()).digest("hex");
+    sums.push(`${hash}  ${basename(out)}\n`);
+  }
+  writeFileSync(`${dist}/SHA256SUMS`, sums.join(""));
+  console.error(`wrote ${dist}/SHA256SUMS`);
 } else if (values.target) {
   console.error(`build.ts: unknown --target ${values.target} (only "all")`);
   process.exit(2);

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 debs=(clang llvm libbpf1 libbpf-dev libnetfilter-conntrack3 libmnl0 nftables conntrack
-      iproute2 iputils-ping iperf3 ethtool bpftool linux-libc-dev)
+      iproute2 iputils-ping iperf3 ethtool bpftool linux-libc-dev
+      qemu-user-static libc6-arm64-cross systemd)  # the last three: packaging tests
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -32,6 +32,22 @@ export const runArgs = {
   "run-dir": { type: "string", default: DEFAULT_RUN_DIR, description: "Directory of the status file that `status` reads" },
 } as const satisfies ArgsDef;
 
+/** Arguments of `status` and `flows` (src/inspect.ts). */
+const runDirArg = { type: "string", default: DEFAULT_RUN_DIR, description: "The daemon's --run-dir" } as const;
+
+export const statusArgs = {
+  "run-dir": runDirArg,
+  json: { type: "boolean", default: false, description: "Print JSON" },
+} as const satisfies ArgsDef;
+
+export const flowsArgs = {
+  "run-dir": runDirArg,
+  proto: { type: "string", description: "tcp | udp" },
+  iface: { type: "string", description: "Only flows entering or leaving this device" },
+  state: { type: "string", description: "offloaded | closing" },
+  json: { type: "boolean", default: false, description: "Print JSON" },
+} as const satisfies ArgsDef;
+
 export interface RunOptions extends DaemonConfig {
   logLevel: LogLevel;
 }

@@ -318,6 +318,11 @@ export class Daemon {
     }
   }
 
+  /** The devices the datapath is attached to. */
+  deviceNames(): string[] {
+    return [...new Set(this.attachments.map((a) => a.ifname))];
+  }
+
   /** The offloaded connections, one line each. */
   describe(): string[] {
     return this.table?.describe() ?? [];

@@ -1,7 +1,9 @@
 // ebpf-offloader entry point.
 import { type CommandDef, defineCommand, runCommand, showUsage } from "citty";
 import pkg from "../package.json" with { type: "json" };
-import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "./cli.ts";
+import { checkArgs, runChecks } from "./check.ts";
+import { formatJson, formatText } from "./check-result.ts";
+import { UsageError, flowsArgs, parseRunArgs, rejectUnknownFlags, runArgs, statusArgs } from "./cli.ts";
 import { Logger } from "./log.ts";
 
 // Bare library names must never resolve to files in the working directory (see ffi/).
@@ -18,7 +20,7 @@ const run = defineCommand({
     const log = new Logger(opts.logLevel);
     const { Daemon } = await import("./daemon.ts");
     const daemon = await Daemon.start(opts, log);
-    log.info(`ebpf-offloader ${pkg.version} running on ${opts.interfaces.join(", ")}`);
+    log.info(`ebpf-offloader ${pkg.version} running on ${daemon.deviceNames().join(", ")}`);
     const stop = (sig: string) => {
       log.info(`${sig}: stopping`);
       daemon.stop();
@@ -34,9 +36,44 @@ const run = defineCommand({
   },
 });
 
+const check = defineCommand({
+  meta: { name: "check", description: "List what this system offers the offloader and what it lacks (exit 1 on any fail)" },
+  args: checkArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(rawArgs, checkArgs);
+    const results = await runChecks({ interfaces: args._.map(String), tryAttach: args["try-attach"] });
+    process.stdout.write(args.json ? formatJson(results) : formatText(results));
+    process.exitCode = results.some((r) => r.status === "fail") ? 1 : 0;
+  },
+});
+
+const status = defineCommand({
+  meta: { name: "status", description: "What a running daemon is doing: attachments, connections, counters, recent errors" },
+  args: statusArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(rawArgs, statusArgs);
+    const { statusCommand } = await import("./inspect.ts");
+    process.stdout.write(statusCommand(args));
+  },
+});
+
+const flows = defineCommand({
+  meta: { name: "flows", description: "The offloaded connections, one per line, like conntrack -L" },
+  args: flowsArgs,
+  async run({ args, rawArgs }) {
+    rejectUnknownFlags(rawArgs, flowsArgs);
+    const { flowsCommand } = await import("./inspect.ts");
+    process.stdout.write(flowsCommand(args));
+  },
+});
+
+const commands: Record<string, CommandDef> = {
+  run: run as CommandDef, check: check as CommandDef, status: status as CommandDef, flows: flows as CommandDef,
+};
+
 const main = defineCommand({
   meta: { name: "ebpf-offloader", version: pkg.version, description: "XDP/TC fast path for connections netfilter has accepted" },
-  subCommands: { run },
+  subCommands: { run, check, status, flows },
 });
 
 const argv = process.argv.slice(2);
@@ -46,10 +83,11 @@ try {
   } else if (argv[0] === "--version" || argv[0] === "-v") {
     console.log(pkg.version);
   } else if (argv.includes("--help") || argv.includes("-h")) {
-    if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]}`);
-    await showUsage(run as CommandDef, main);
+    const cmd = commands[argv[0] ?? ""];
+    if (!cmd) throw new UsageError(`unknown command: ${argv[0]}`);
+    await showUsage(cmd, main);
   } else {
-    if (argv[0] !== "run") throw new UsageError(`unknown command: ${argv[0]} (try --help)`);
+    if (!commands[argv[0] ?? ""]) throw new UsageError(`unknown command: ${argv[0]} (try --help)`);
     await runCommand(main, { rawArgs: argv });
   }
 } catch (e) {

@@ -1,6 +1,9 @@
 // `status` and `flows`: what a running daemon is doing, read from another shell through its
 // status file and its pinned maps. Nothing here writes anything.
-import { LAYOUT, decodeAction, decodeKey, decodeStats, type FlowAction, type FlowKey, type FlowStats } from "./abi.ts";
+import {
+  LAYOUT, decodeAction, decodeIfaceStats, decodeKey, decodeStats, type FlowAction, type FlowKey, type FlowStats,
+  type IfaceStats,
+} from "./abi.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
 import { BpfMap } from "./bpf.ts";
 import type { DaemonStatus } from "./status.ts";
@@ -47,6 +50,23 @@ export function readFlows(pinPath: string, nowNs: bigint): FlowRow[] {
   }
   for (const r of rows.values()) r.dirs.sort((a, b) => a.action.dir - b.action.dir);
   return [...rows.values()].sort((a, b) => a.connId - b.connId);
+}
+
+/** Per-interface counters of the datapath (pinned iface_stats), by ifindex. */
+export function readIfaceStats(pinPath: string): Map<number, IfaceStats> {
+  const map = BpfMap.openPinned(`${pinPath}/iface_stats`);
+  const { count, keys, values } = map.dump();
+  const nCpus = map.valueSize / LAYOUT.iface_stats.size;
+  const out = new Map<number, IfaceStats>();
+  for (let i = 0; i < count; i++) {
+    const ifindex = new DataView(keys.buffer, keys.byteOffset + i * 4, 4).getUint32(0, true);
+    out.set(ifindex, decodeIfaceStats(values.subarray(i * map.valueSize, (i + 1) * map.valueSize), nCpus));
+  }
+  return out;
+}
+
+export function formatIfaceStats(name: string, s: IfaceStats): string {
+  return `  ${name}: fast path ${s.fwdPackets} packets (${s.fwdBytes} bytes), to the kernel ${s.passPackets} packets (${s.passBytes} bytes), dropped ${s.dropPackets}`;
 }
 
 export interface FlowFilter {

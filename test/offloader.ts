@@ -2,14 +2,14 @@
 // instance gets its own run directory and a bpffs of its own for the pinned maps (/sys is
 // remounted inside `ip netns exec`, so the host's /sys/fs/bpf is not visible there).
 import type { Subprocess } from "bun";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { type Lab, sh } from "./lab.ts";
 
 export const BIN = `${import.meta.dir}/../dist/ebpf-offloader`;
 
 /** A run directory and a bpffs mount; several daemon runs may share them (restart tests). */
 export class StateDirs {
-  readonly root = mkdtempSync("/tmp/eo-state-");
+  readonly root = mkdtempSync(`/tmp/eo-state-${process.pid}-`);
   readonly runDir = `${this.root}/run`;
   readonly bpffs = `${this.root}/bpf`;
   readonly pinPath = `${this.bpffs}/offloader`;
@@ -23,7 +23,19 @@ export class StateDirs {
     sh(["umount", this.bpffs], { allowFail: true });
     rmSync(this.root, { recursive: true, force: true });
   }
+
+  /** Removes the state directories (and bpffs mounts) of test runs that were killed. */
+  static removeStale(): void {
+    for (const name of readdirSync("/tmp")) {
+      const pid = Number(/^eo-state-(\d+)-/.exec(name)?.[1]);
+      if (!pid || pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+      sh(["umount", `/tmp/${name}/bpf`], { allowFail: true });
+      rmSync(`/tmp/${name}`, { recursive: true, force: true });
+    }
+  }
 }
+
+StateDirs.removeStale();
 
 export class Offloader {
   private log = "";
