@@ -87,13 +87,15 @@ describe("the daemon with only what the unit grants", () => {
     // The unit's file system view in a private mount namespace, then its bounding set and no_new_privs.
     const script = [
       "set -e",
+      "mount -t tmpfs tmpfs /run && mkdir /run/ebpf-offloader", // RuntimeDirectory
+      // The binary under test may live below /tmp (a CI clone), which PrivateTmp hides.
+      'cp "$2" /run/ebpf-offloader.bin',
       "mount -o bind,remount,ro /", // ProtectSystem=strict
       "mount -t tmpfs tmpfs /tmp", // PrivateTmp
-      "mount -t tmpfs tmpfs /run && mkdir /run/ebpf-offloader", // RuntimeDirectory
       "mount -o remount,ro /sys", // ProtectKernelTunables (ip netns exec gave us a sysfs of our own)
       "mount --bind /proc/sys /proc/sys && mount -o bind,remount,ro /proc/sys",
       "mount -t bpf bpf /sys/fs/bpf", // ReadWritePaths=-/sys/fs/bpf
-      'exec setpriv --no-new-privs "--bounding-set=$1" --inh-caps=-all -- "$2" run lan wan --hook "$3" --log-level debug',
+      'exec setpriv --no-new-privs "--bounding-set=$1" --inh-caps=-all -- /run/ebpf-offloader.bin run lan wan --hook "$3" --log-level debug',
     ].join("\n");
     const proc = Bun.spawn(["ip", "netns", "exec", lab.router, "unshare", "-m", "sh", "-c", script, "sh", `-all,${caps.join(",")}`, BIN, hook],
       { stdout: "pipe", stderr: "pipe" });
