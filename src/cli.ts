@@ -30,6 +30,12 @@ export const runArgs = {
     description: "bpffs directory for the flow maps (a restarted daemon adopts their flows; `flows` reads them); \"none\" to not pin",
   },
   "run-dir": { type: "string", default: DEFAULT_RUN_DIR, description: "Directory of the status file that `status` reads" },
+  pppoe: {
+    type: "string",
+    default: "",
+    description: "PPP device=Ethernet device of its PPPoE session, comma-separated (e.g. pppoe-wan=wan.7); only needed when pppd's command line doesn't tell",
+  },
+  "dry-run": { type: "boolean", default: false, description: "Print which devices would be attached, in which mode and why, then exit" },
 } as const satisfies ArgsDef;
 
 /** Arguments of `status` and `flows` (src/inspect.ts). */
@@ -52,7 +58,18 @@ export interface RunOptions extends DaemonConfig {
   logLevel: LogLevel;
 }
 
-type RawRunArgs = { [K in keyof typeof runArgs]: string } & { _: string[] };
+type RawRunArgs = { [K in Exclude<keyof typeof runArgs, "dry-run">]: string } & { "dry-run": boolean; _: string[] };
+
+/** "pppoe-wan=wan.7,ppp1=eth1" as a map; every part must name two devices. */
+function pppoeMap(value: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of value.split(",").filter(Boolean)) {
+    const m = /^([^=\s]{1,15})=([^=\s]{1,15})$/.exec(part);
+    if (!m) throw new UsageError(`--pppoe takes PPPDEV=ETHDEV pairs, not "${part}"`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
 
 function integer(name: string, value: string, min: number, max: number): number {
   const n = /^\d+$/.test(value) ? Number(value) : NaN;
@@ -91,6 +108,8 @@ export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number)
     logLevel: a["log-level"] as LogLevel,
     pinPath: a["pin-path"] === "none" ? null : absolutePath("pin-path", a["pin-path"]),
     runDir: absolutePath("run-dir", a["run-dir"]),
+    pppoe: pppoeMap(a.pppoe),
+    dryRun: a["dry-run"],
   };
 }
 

@@ -26,6 +26,10 @@ export interface DaemonConfig {
   pinPath: string | null;
   /** Directory of the status file. */
   runDir: string;
+  /** PPP device -> the Ethernet device of its PPPoE session, where pppd's command line doesn't tell. */
+  pppoe: Readonly<Record<string, string>>;
+  /** Only say what would be attached. */
+  dryRun: boolean;
   hook: HookChoice;
   maxFlows: number;
   tcpTimeoutS: number;
@@ -118,7 +122,7 @@ export class Daemon {
     this.load();
     this.heartbeat();
     const cfg = this.cfg;
-    this.rtnl = new Rtnl();
+    this.rtnl = new Rtnl({ pppoe: cfg.pppoe });
     this.ct = new Conntrack();
     const devices = new Map<number, string>();
     const ifaceStats = this.obj.map("iface_stats");

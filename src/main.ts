@@ -17,6 +17,11 @@ const run = defineCommand({
     if (process.getuid?.() !== 0) throw new UsageError("must run as root (loading BPF and reading conntrack need CAP_BPF, CAP_NET_ADMIN)");
     const { ifNameToIndex } = await import("../ffi/libc.ts");
     const opts = parseRunArgs(args, ifNameToIndex);
+    if (opts.dryRun) {
+      const { dryRun } = await import("./dryrun.ts");
+      process.stdout.write(`${dryRun(opts).join("\n")}\n`);
+      return;
+    }
     const log = new Logger(opts.logLevel);
     const { Daemon } = await import("./daemon.ts");
     const daemon = await Daemon.start(opts, log);

@@ -3,7 +3,7 @@
 // to the right port through the bridge's FDB, and the bridge itself no longer sees the flow.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ADDR, Lab } from "./lab.ts";
-import { Offloader } from "./offloader.ts";
+import { BIN, Offloader } from "./offloader.ts";
 import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
 
 describe("a bridged LAN", () => {
@@ -43,6 +43,17 @@ describe("a bridged LAN", () => {
       expect(await off.stop()).toBe(0);
     }
   }, 60_000);
+
+  test("--dry-run says which devices it would attach to, how and why, and attaches nothing", () => {
+    const out = lab.exec(lab.router, [BIN, "run", "br-lan", "wan", "--dry-run"]);
+    expect(out).toBe([
+      "lan1: attach xdp-native (every device has native XDP); found as br-lan > lan1",
+      "lan2: attach xdp-native (every device has native XDP); found as br-lan > lan2",
+      "wan: attach xdp-native (every device has native XDP); found as wan",
+      "",
+    ].join("\n"));
+    expect(lab.exec(lab.router, ["ip", "-d", "link", "show"])).not.toMatch(/xdp/);
+  });
 
   test("with no interface named it attaches to the lowest devices of every routed interface", async () => {
     const off = new Offloader(lab, ["--log-level", "debug"]);
