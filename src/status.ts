@@ -36,7 +36,7 @@ export function readLiveStatus(runDir: string): DaemonStatus | null {
   return processAlive(s.pid) ? s : null;
 }
 
-function processAlive(pid: number): boolean {
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,25 +1,14 @@
 // An OpenWrt-style LAN: the router's LAN addresses sit on a bridge with several ports. The
 // offloader attaches to the ports (naming the bridge, or nothing at all), resolves the egress
 // to the right port through the bridge's FDB, and the bridge itself no longer sees the flow.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDR, Lab } from "./lab.ts";
+import { describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { BIN, Offloader } from "./offloader.ts";
-import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
+import { labFixture, startTcpClient, startUdpClient, tcpSink, udpEcho } from "./traffic.ts";
 
 describe("a bridged LAN", () => {
-  let lab: Lab;
-  let sink: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab({ bridgeLan: true }).create();
-    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    sink?.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({ bridgeLan: true }, [tcpSink], (l) => (lab = l));
 
   test("naming the bridge attaches to its ports; flows bypass the bridge and the forward chain", async () => {
     const off = new Offloader(lab, ["br-lan", "wan", "--log-level", "debug"]);
@@ -71,19 +60,8 @@ describe("a bridged LAN", () => {
 });
 
 describe("a station moving to another bridge port", () => {
-  let lab: Lab;
-  let sink: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab({ bridgeLan: true }).create();
-    sink = lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    sink?.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({ bridgeLan: true }, [udpEcho], (l) => (lab = l));
 
   test("the reply direction follows the station to its new port", async () => {
     const off = new Offloader(lab, ["br-lan", "wan", "--log-level", "debug"]);

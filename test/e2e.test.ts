@@ -1,26 +1,13 @@
 // End to end through a real NAT router in network namespaces: the offloader must carry
 // established connections past the router's forward chain, with the same result as the kernel.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
+import { describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { Offloader, StateDirs } from "./offloader.ts";
-import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
+import { BUN, FIX, labFixture, startTcpClient, startUdpClient, tcpSink, udpEcho } from "./traffic.ts";
 
 describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --hook %s", (hook) => {
-  let lab: Lab;
-  const servers: { kill(): void }[] = [];
-
-  beforeAll(async () => {
-    removeStaleLabs("eo");
-    lab = new Lab().create();
-    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
-    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]));
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({}, [tcpSink, udpEcho], (l) => (lab = l));
 
   for (const family of [4, 6] as const) {
     test(`TCP over IPv${family}: offloaded, intact, NATed, handed back on FIN`, async () => {
@@ -73,19 +60,8 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
 });
 
 describe("--hook tc with CHECKSUM_PARTIAL packets (checksum offload on the senders)", () => {
-  let lab: Lab;
-  const servers: { kill(): void }[] = [];
-
-  beforeAll(async () => {
-    lab = new Lab({ wireChecksums: false }).create();
-    servers.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    for (const s of servers) s.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({ wireChecksums: false }, [tcpSink], (l) => (lab = l));
 
   for (const family of [4, 6] as const) {
     test(`TCP over IPv${family}: the partial checksum gets only the pseudo-header change`, async () => {
@@ -108,19 +84,8 @@ describe("--hook tc with CHECKSUM_PARTIAL packets (checksum offload on the sende
 });
 
 describe("fail open", () => {
-  let lab: Lab;
-  let sink: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab().create();
-    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    sink?.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({}, [tcpSink], (l) => (lab = l));
 
   test("SIGKILL of the daemon mid-transfer: the transfer completes through the kernel", async () => {
     const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native"]);
@@ -194,21 +159,11 @@ describe("fail open", () => {
 });
 
 describe("an admin's shaper on the egress device", () => {
-  let lab: Lab;
-  let sink: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab().create();
-    sink = lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]);
-    // A root htb on wan, as SQM would set up (the lab's kernel has no cake).
-    lab.exec(lab.router, ["tc", "qdisc", "add", "dev", "wan", "root", "handle", "1:", "htb", "default", "10"]);
-    lab.exec(lab.router, ["tc", "class", "add", "dev", "wan", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    sink?.kill();
-    lab?.destroy();
+  let lab!: Lab;
+  // A root htb on wan, as SQM would set up (the lab's kernel has no cake).
+  labFixture({}, [tcpSink], (l) => (lab = l), (l) => {
+    l.exec(l.router, ["tc", "qdisc", "add", "dev", "wan", "root", "handle", "1:", "htb", "default", "10"]);
+    l.exec(l.router, ["tc", "class", "add", "dev", "wan", "parent", "1:", "classid", "1:10", "htb", "rate", "10gbit"]);
   });
 
   const sentByShaper = () => {

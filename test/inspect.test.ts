@@ -1,24 +1,13 @@
 // `status` and `flows` from another shell while the daemon carries traffic: they must show what
 // is really happening (attachments, the offloaded connection with its NAT and counters).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDR, Lab } from "./lab.ts";
+import { describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { BIN, Offloader } from "./offloader.ts";
-import { BUN, FIX, startUdpClient } from "./traffic.ts";
+import { labFixture, startUdpClient, udpEcho } from "./traffic.ts";
 
 describe("status and flows", () => {
-  let lab: Lab;
-  let echo: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab().create();
-    echo = lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    echo?.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({}, [udpEcho], (l) => (lab = l));
 
   const cli = (args: string[]) => {
     const r = Bun.spawnSync(["ip", "netns", "exec", lab.router, BIN, ...args], { stdout: "pipe", stderr: "pipe" });

@@ -16,6 +16,7 @@
 // so several labs and leftovers of crashed runs never collide; destroy() removes everything.
 
 import type { Subprocess } from "bun";
+import { processAlive } from "../src/status.ts";
 
 export interface LabOptions {
   /** Namespace name prefix; a random suffix is added. */
@@ -244,14 +245,5 @@ export function removeStaleLabs(prefix: string): void {
     if (!name.startsWith(`${prefix}-`) || !m?.[1]) continue;
     const pid = parseInt(m[1], 36);
     if (pid !== process.pid && !processAlive(pid)) sh(["ip", "netns", "del", name], { allowFail: true });
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -1,24 +1,13 @@
 // How offloaded connections live and end: conntrack timeouts kept alive while the fast path
 // carries a flow, idle flows and destroyed entries handed back to the kernel.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDR, Lab } from "./lab.ts";
+import { describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { Offloader } from "./offloader.ts";
-import { BUN, FIX, startUdpClient } from "./traffic.ts";
+import { labFixture, startUdpClient, udpEcho } from "./traffic.ts";
 
 describe("flow lifecycle", () => {
-  let lab: Lab;
-  let echo: { kill(): void };
-
-  beforeAll(async () => {
-    lab = new Lab().create();
-    echo = lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]);
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    echo?.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({}, [udpEcho], (l) => (lab = l));
 
   test("a live flow's conntrack entry outlives the kernel's timeout while the fast path carries it", async () => {
     // The kernel would expire this UDP entry after 3 s without packets; it sees none for 6 s.

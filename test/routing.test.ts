@@ -1,23 +1,18 @@
 // The fast path must never be stale: when a route, a neighbour's MAC or a device changes, the
 // offloaded flows follow at once, or go back to the kernel. The lab's service address is
 // reachable through server (wan) or server2 (wan2); the tests move it between them.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, test } from "bun:test";
-import { ADDR, Lab } from "./lab.ts";
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { Offloader } from "./offloader.ts";
-import { BUN, FIX, startUdpClient } from "./traffic.ts";
+import { BUN, FIX, labFixture, type Servers, startUdpClient } from "./traffic.ts";
 
 describe("route, neighbour and link changes", () => {
-  let lab: Lab;
-  const children: { kill(): void }[] = [];
+  let lab!: Lab;
   let off: Offloader | null = null;
-
-  beforeAll(async () => {
-    lab = new Lab({ secondWan: true }).create();
-    for (const ns of [lab.server, lab.server2]) {
-      for (const port of ["7001", "7002"]) children.push(lab.spawn(ns, [BUN, `${FIX}/udp-echo.ts`, port, ADDR.service4]));
-    }
-    await Bun.sleep(300);
-  });
+  // Both servers echo on the service address, so whichever the route points to answers.
+  const serviceEchoes: Servers = (l) =>
+    [l.server, l.server2].flatMap((ns) => ["7001", "7002"].map((port): [string, string[]] => [ns, [BUN, `${FIX}/udp-echo.ts`, port, ADDR.service4]]));
+  labFixture({ secondWan: true }, [serviceEchoes], (l) => (lab = l));
 
   // Every test starts with the service behind server, via wan.
   beforeEach(() => {
@@ -31,10 +26,6 @@ describe("route, neighbour and link changes", () => {
     off = null;
   });
 
-  afterAll(() => {
-    for (const c of children) c.kill();
-    lab?.destroy();
-  });
 
   const start = async () => {
     off = new Offloader(lab, ["lan", "wan", "wan2", "--log-level", "debug"]);

@@ -1,11 +1,37 @@
 // Traffic for the end-to-end tests: TCP and UDP clients in the lab's client namespace that
 // connect, wait until the offloader has taken their flow over, and then send on command.
-import { expect } from "bun:test";
-import type { Lab } from "./lab.ts";
+import { afterAll, beforeAll, expect } from "bun:test";
+import { Lab, type LabOptions, removeStaleLabs } from "./lab.ts";
 import type { Offloader } from "./offloader.ts";
 
 export const FIX = `${import.meta.dir}/fixtures`;
 export const BUN = process.execPath;
+
+/** Servers a lab's tests talk to: [namespace, command] pairs. */
+export type Servers = (lab: Lab) => [string, string[]][];
+export const tcpSink: Servers = (lab) => [[lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]]];
+export const udpEcho: Servers = (lab) => [[lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]]];
+
+/**
+ * A lab for the tests of one describe block: built (with its servers running, after `setup`)
+ * before them, removed after them, also when they fail. `ready` receives it.
+ */
+export function labFixture(opts: LabOptions, servers: Servers[], ready: (lab: Lab) => void, setup?: (lab: Lab) => void): void {
+  let lab: Lab | undefined;
+  const procs: { kill(): void }[] = [];
+  beforeAll(async () => {
+    removeStaleLabs(opts.prefix ?? "eo");
+    lab = new Lab(opts).create();
+    setup?.(lab);
+    for (const spec of servers) for (const [ns, cmd] of spec(lab)) procs.push(lab.spawn(ns, cmd));
+    await Bun.sleep(300);
+    ready(lab);
+  });
+  afterAll(() => {
+    for (const p of procs) p.kill();
+    lab?.destroy();
+  });
+}
 
 export interface TcpResult {
   sent: string;
