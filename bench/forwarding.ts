@@ -1,66 +1,36 @@
-// `npm run bench`: 64-byte UDP packets/s forwarded through the lab's NAT router, kernel path
-// against the offloader (and a static XDP redirect as the ceiling), side by side in one run.
+// Forwarding: 64-byte UDP packets/s through the lab's NAT router, the kernel path against the
+// offloader and two ceilings (a static XDP redirect, and XDP_DROP at the router's ingress), side
+// by side in one run.
 //
 // The machine is noisy, so every configuration gets its own identical lab and the configurations
 // take turns in short rounds (A B C A B C ...). Reported: the median rate of each configuration
-// and the median, min and max of its per-round ratio to the kernel path measured in the same
-// round. Writes docs/BENCHMARKS.md unless --no-write.
-//
-//   bun bench/forwarding.ts [--rounds 7] [--seconds 1] [--flows 1,1024]
-//                           [--configs kernel,xdp-native,tc,xdp-generic,ceiling] [--no-write]
-import { existsSync, writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
-import { removeStaleLabs } from "../test/lab.ts";
-import { BIN } from "../test/offloader.ts";
-import { BenchLab, buildTools, CONFIGS, type ConfigName, killChildren } from "./benchlab.ts";
-import { pps, ratios, spread, table } from "./stats.ts";
-import { describeMachine, report } from "./report.ts";
+// and the median, min and max of its per-round ratios to the kernel path and to the static
+// redirect ceiling measured in the same round.
+import { BenchLab, type ConfigName } from "./benchlab.ts";
+import { profilePrograms } from "./profile.ts";
+import type { ForwardingResult, ForwardingRound } from "./results.ts";
+import { pps } from "./stats.ts";
 
-const { values } = parseArgs({
-  args: Bun.argv.slice(2),
-  options: {
-    rounds: { type: "string", default: "7" },
-    seconds: { type: "string", default: "1" },
-    flows: { type: "string", default: "1,1024" },
-    configs: { type: "string", default: CONFIGS.join(",") },
-    "no-write": { type: "boolean", default: false },
-  },
-});
-const rounds = Number(values.rounds);
-const seconds = Number(values.seconds);
-const flowCounts = values.flows.split(",").map(Number);
-const configs = values.configs.split(",") as ConfigName[];
-const bad = configs.find((c) => !(CONFIGS as readonly string[]).includes(c));
-if (bad || !(rounds >= 1 && rounds <= 100) || !(seconds > 0 && seconds <= 10) || flowCounts.some((f) => !(f >= 1 && f <= 65536))) {
-  console.error(`usage: bun bench/forwarding.ts [--rounds 1-100] [--seconds 0-10] [--flows 1,1024] [--configs ${CONFIGS.join(",")}] [--no-write]`);
-  process.exit(2);
-}
-if (!configs.includes("kernel")) configs.unshift("kernel"); // the ratios need it
-if (process.getuid?.() !== 0) {
-  console.error("bench: run as root (it builds network namespaces and loads XDP programs)");
-  process.exit(1);
+export interface ForwardingOptions {
+  rounds: number;
+  seconds: number;
+  flowCounts: number[];
+  configs: ConfigName[];
 }
 
 const WARM_TIMEOUT_MS = 30_000;
-const labs: BenchLab[] = [];
 
-// Whatever happens, the labs go: on Ctrl-C, on a kill, and when the run overstays its bound.
-const abort = (why: string, code: number) => {
-  console.error(`bench: ${why}: cleaning up`);
-  killChildren();
-  for (const l of labs) l.destroyNow();
-  process.exit(code);
-};
-for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => abort(sig, 130));
-const boundS = 120 + flowCounts.length * configs.length * (WARM_TIMEOUT_MS / 1000 + rounds * (seconds + 1));
-setTimeout(() => abort(`still running after ${Math.round(boundS)} s`, 1), boundS * 1000).unref();
+/** Seconds the section may take at most (for the run's overall bound). */
+export function forwardingBoundS(o: ForwardingOptions): number {
+  return 60 + o.flowCounts.length * o.configs.length * (WARM_TIMEOUT_MS / 1000 + o.rounds * (o.seconds + 1.5));
+}
 
 /**
  * Sends to every lab (conntrack then knows every flow), and keeps sending to each offloader's lab
  * until it has reported all flows offloaded: live traffic, as on a router, also lets it pick up
  * flows it missed. Returns a note per offloader: how long that took.
  */
-async function warmUp(flows: number): Promise<string[]> {
+async function warmUp(labs: BenchLab[], flows: number): Promise<string[]> {
   const notes: string[] = [];
   for (const l of labs) {
     const t0 = Date.now();
@@ -75,13 +45,7 @@ async function warmUp(flows: number): Promise<string[]> {
   return notes;
 }
 
-interface Round {
-  pps: number;
-  offered: number;
-  viaKernel: number; // share of the forwarded packets that crossed the forward chain
-}
-
-async function measure(l: BenchLab, flows: number): Promise<Round> {
+async function measure(l: BenchLab, flows: number, seconds: number): Promise<ForwardingRound> {
   const [sink0, fwd0] = [l.sinkCount(), l.forwardChainCount()];
   const s = await l.send(flows, seconds);
   await Bun.sleep(50); // frames still in the veth rings
@@ -89,93 +53,40 @@ async function measure(l: BenchLab, flows: number): Promise<Round> {
   return { pps: got / s.seconds, offered: s.sent / s.seconds, viaKernel: got ? fwd / got : 0 };
 }
 
-interface FlowResults {
-  byConfig: Map<ConfigName, Round[]>;
-  warmUp: string[];
-}
-type Results = Map<number, FlowResults>;
-
-async function run(): Promise<Results> {
-  const results: Results = new Map();
-  for (const flows of flowCounts) {
-    const warm = await warmUp(flows);
-    const byConfig = new Map<ConfigName, Round[]>(configs.map((c) => [c, []]));
-    for (let r = 0; r < rounds; r++) {
-      for (const l of labs) byConfig.get(l.config)?.push(await measure(l, flows));
-      const line = labs.map((l) => `${l.config} ${pps(byConfig.get(l.config)?.[r]?.pps ?? NaN)}`).join("  ");
-      console.error(`${flows} flow(s), round ${r + 1}/${rounds}: ${line}`);
-    }
-    results.set(flows, { byConfig, warmUp: warm });
-  }
-  return results;
-}
-
-function render(results: Results): string {
-  const out: string[] = [];
-  for (const [flows, { byConfig, warmUp }] of results) {
-    const kernel = (byConfig.get("kernel") ?? []).map((r) => r.pps);
-    const rows = configs.map((c) => {
-      const rs = byConfig.get(c) ?? [];
-      const rate = spread(rs.map((r) => r.pps));
-      const ratio = spread(ratios(rs.map((r) => r.pps), kernel));
-      const via = Math.max(...rs.map((r) => r.viaKernel * 100));
-      return [
-        c,
-        pps(rate.median),
-        `${pps(rate.min)}–${pps(rate.max)}`,
-        c === "kernel" ? "1" : `${ratio.median.toFixed(2)} (${ratio.min.toFixed(2)}–${ratio.max.toFixed(2)})`,
-        pps(spread(rs.map((r) => r.offered)).median),
-        `${via.toFixed(via > 0 && via < 1 ? 2 : 0)}%`,
-      ];
-    });
-    out.push(`### ${flows} flow${flows === 1 ? "" : "s"}\n`);
-    out.push(table(["configuration", "median pps", "min–max pps", "× kernel: median (min–max)", "offered pps", "via forward chain (max)"], rows));
-    out.push("");
-    if (warmUp.length) out.push(`Warm-up: ${warmUp.join("; ")}.\n`);
-  }
-  return out.join("\n");
-}
-
-if (configs.some((c) => c !== "kernel" && c !== "ceiling") && !existsSync(BIN)) {
-  console.error(`bench: ${BIN} is missing: build it first (bun build.ts)`);
-  process.exit(1);
-}
-removeStaleLabs("eobench");
-buildTools();
-let exitCode = 0;
-try {
-  for (const c of configs) {
-    const l = new BenchLab(c);
-    labs.push(l);
-    await l.create();
-  }
-  console.error(`labs ready: ${configs.join(", ")}; ${rounds} rounds of ${seconds} s per configuration and flow count`);
-  const results = await run();
-  // Anything the offloaders complained about, or flows they gave back mid-run, may skew their rates.
+export async function runForwarding(o: ForwardingOptions): Promise<Omit<ForwardingResult, "date" | "command" | "machine" | "loadavg">> {
+  const labs: BenchLab[] = [];
+  const byFlows: ForwardingResult["byFlows"] = [];
   const notes: string[] = [];
-  for (const l of labs) {
-    const odd = l.offloaderLog.split("\n").filter((x) => /^(warn|error):|handed back/.test(x));
-    if (odd.length) notes.push(`${l.config}: ${odd.length} warning/hand-back line(s), first: \`${odd[0]}\``);
-  }
-  for (const n of notes) console.error(`note: ${n}`);
-  const tables = render(results);
-  console.log(`\n${tables}`);
-  const command = `bun bench/forwarding.ts ${Bun.argv.slice(2).join(" ")}`.trim();
-  if (!values["no-write"]) {
-    const path = `${import.meta.dir}/../docs/BENCHMARKS.md`;
-    writeFileSync(path, report({ command, machine: describeMachine(), date: new Date(), rounds, seconds, tables, notes }));
-    console.error(`wrote ${path}`);
-  }
-} catch (e) {
-  console.error(`bench: ${(e as Error).message}`);
-  exitCode = 1;
-} finally {
-  killChildren();
-  for (const l of labs) {
-    const code = await l.destroy();
-    if (code !== null && code !== 0) {
-      console.error(`warning: ${l.config}: the offloader exited with ${code}; its log:\n${l.offloaderLog}`);
+  try {
+    for (const c of o.configs) {
+      const l = new BenchLab(c);
+      labs.push(l);
+      await l.create();
+    }
+    console.error(`forwarding: labs ready: ${o.configs.join(", ")}; ${o.rounds} rounds of ${o.seconds} s per configuration and flow count`);
+    for (const flows of o.flowCounts) {
+      const warm = await warmUp(labs, flows);
+      const rounds = new Map<ConfigName, ForwardingRound[]>(o.configs.map((c) => [c, []]));
+      for (let r = 0; r < o.rounds; r++) {
+        for (const l of labs) rounds.get(l.config)?.push(await measure(l, flows, o.seconds));
+        const line = labs.map((l) => `${l.config} ${pps(rounds.get(l.config)?.[r]?.pps ?? NaN)}`).join("  ");
+        console.error(`forwarding: ${flows} flow(s), round ${r + 1}/${o.rounds}: ${line}`);
+      }
+      byFlows.push({ flows, configs: o.configs.map((config) => ({ config, rounds: rounds.get(config) ?? [] })), warmUp: warm });
+    }
+    // Anything the offloaders complained about, or flows they gave back mid-run, may skew their rates.
+    for (const l of labs) {
+      const odd = l.offloaderLog.split("\n").filter((x) => /^(warn|error):|handed back/.test(x));
+      if (odd.length) notes.push(`${l.config}: ${odd.length} warning/hand-back line(s), first: \`${odd[0]}\``);
+    }
+  } finally {
+    for (const l of labs) {
+      const code = await l.destroy();
+      if (code !== null && code !== 0) notes.push(`${l.config}: the offloader exited with ${code}`);
     }
   }
+  for (const n of notes) console.error(`forwarding: note: ${n}`);
+  console.error("forwarding: BPF_PROG_TEST_RUN profile");
+  const profile = await profilePrograms();
+  return { rounds: o.rounds, seconds: o.seconds, byFlows, notes, profile };
 }
-process.exit(exitCode);

@@ -1,16 +1,19 @@
 /*
  * pktgen: blast minimum-size IPv4/UDP frames out of one interface, for the forwarding benchmark.
  *
- *   pktgen IFNAME DST_MAC SRC_IP DST_IP DST_PORT FLOWS SECONDS
+ *   pktgen IFNAME DST_MAC SRC_IP DST_IP DST_PORT FLOWS SECONDS [PPS]
  *
  * Frames are 60 bytes (64 on the wire with the FCS), with correct IP and UDP checksums; flow i
- * uses source port 10000 + i. AF_PACKET with PACKET_QDISC_BYPASS and sendmmsg batches keep the
+ * uses source port 10000 + i % 50000 and source address SRC_IP + i / 50000 (more than 50000
+ * flows need the next addresses on the interface too). PPS > 0 paces the sending to about that
+ * many packets a second (in batches); 0 or absent: as fast as it goes. AF_PACKET with PACKET_QDISC_BYPASS and sendmmsg batches keep the
  * sender cheap, since Debian's trafgen fails in a netns and xdp-trafficgen does not load here.
- * Prints {"sent":N,"seconds":S} on stdout.
+ * Prints {"sent":N,"seconds":S} on stdout, also when SIGTERM ends it early.
  */
 #define _GNU_SOURCE /* sendmmsg */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
 #include <net/if.h>
@@ -29,6 +32,7 @@
 #define BATCH 64
 #define MAX_FLOWS 65536
 #define SPORT_BASE 10000
+#define PORTS_PER_ADDR 50000
 
 struct frame {
 	struct ether_header eth;
@@ -39,6 +43,14 @@ struct frame {
 } __attribute__((packed));
 
 _Static_assert(sizeof(struct frame) == FRAME_LEN, "frame must be 60 bytes");
+
+static volatile sig_atomic_t stopped;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stopped = 1;
+}
 
 static void die(const char *what)
 {
@@ -124,19 +136,21 @@ int main(int argc, char **argv)
 	struct ifreq ifr;
 	unsigned long long sent = 0, failed = 0;
 	long flows, dport;
-	double seconds, start, end, t;
+	double seconds, start, end, t, pps = 0;
 	unsigned int next = 0;
 	int fd, one = 1, i;
 
-	if (argc != 8) {
-		fprintf(stderr, "usage: %s IFNAME DST_MAC SRC_IP DST_IP DST_PORT FLOWS SECONDS\n", argv[0]);
+	if (argc != 8 && argc != 9) {
+		fprintf(stderr, "usage: %s IFNAME DST_MAC SRC_IP DST_IP DST_PORT FLOWS SECONDS [PPS]\n", argv[0]);
 		return 2;
 	}
 	flows = strtol(argv[6], NULL, 10);
 	dport = strtol(argv[5], NULL, 10);
 	seconds = strtod(argv[7], NULL);
+	if (argc == 9)
+		pps = strtod(argv[8], NULL);
 	if (parse_mac(argv[2], dst_mac) || !inet_aton(argv[3], &saddr) || !inet_aton(argv[4], &daddr) ||
-	    dport < 1 || dport > 65535 || flows < 1 || flows > MAX_FLOWS || !(seconds > 0)) {
+	    dport < 1 || dport > 65535 || flows < 1 || flows > MAX_FLOWS || !(seconds > 0) || !(pps >= 0)) {
 		fprintf(stderr, "pktgen: bad arguments\n");
 		return 2;
 	}
@@ -163,7 +177,8 @@ int main(int argc, char **argv)
 	if (!frames)
 		die("calloc");
 	for (i = 0; i < flows; i++)
-		build(&frames[i], src_mac, dst_mac, saddr.s_addr, daddr.s_addr, SPORT_BASE + i, dport);
+		build(&frames[i], src_mac, dst_mac, htonl(ntohl(saddr.s_addr) + i / PORTS_PER_ADDR),
+		      daddr.s_addr, SPORT_BASE + i % PORTS_PER_ADDR, dport);
 
 	memset(msgs, 0, sizeof(msgs));
 	for (i = 0; i < BATCH; i++) {
@@ -172,6 +187,8 @@ int main(int argc, char **argv)
 		msgs[i].msg_hdr.msg_iovlen = 1;
 	}
 
+	/* SIGTERM ends the run early; the counts so far are still printed. */
+	signal(SIGTERM, on_term);
 	start = now();
 	end = start + seconds;
 	do {
@@ -193,7 +210,18 @@ int main(int argc, char **argv)
 			die("sendmmsg");
 		}
 		t = now();
-	} while (t < end);
+		if (pps > 0) {
+			/* Paced: wait until this batch's share of the time has passed. */
+			double due = start + (sent + failed * BATCH) / pps;
+
+			if (due > t && due < end) {
+				struct timespec ts = { (time_t)(due - t), (long)((due - t - (time_t)(due - t)) * 1e9) };
+
+				nanosleep(&ts, NULL);
+				t = now();
+			}
+		}
+	} while (t < end && !stopped);
 
 	printf("{\"sent\":%llu,\"failed_batches\":%llu,\"seconds\":%.6f}\n", sent, failed, t - start);
 	free(frames);

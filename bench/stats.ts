@@ -34,3 +34,16 @@ export function table(head: readonly string[], rows: readonly (readonly string[]
   const line = (cells: readonly string[]) => `| ${cells.map((c, i) => c.padEnd(width[i] as number)).join(" | ")} |`;
   return [line(head), `|${width.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
 }
+
+/** Nearest-rank percentile (p in 0..100) of the values. */
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
+
+/** "1.65 (1.55–1.72)" */
+export function fmtSpread(s: Spread, digits = 2): string {
+  if (!Number.isFinite(s.median)) return "-";
+  return `${s.median.toFixed(digits)} (${s.min.toFixed(digits)}–${s.max.toFixed(digits)})`;
+}
