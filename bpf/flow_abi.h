@@ -14,7 +14,7 @@
 
 #include <linux/types.h>
 
-#define FLOW_ABI_VERSION 2
+#define FLOW_ABI_VERSION 3
 
 /* A flow is one direction of a conntrack connection as it arrives on the lowest device. */
 struct flow_key {
@@ -91,6 +91,16 @@ struct flow_action {
 	__u16 egress_pppoe_sid;  /* PPPoE session id to push (network order); 0 = none */
 	__u8 egress_dsa_tagger;  /* DSA_TAG_* of the egress conduit; DSA_TAG_NONE = no tag */
 	__u8 egress_dsa_port;    /* switch port the tag sends the frame to */
+	/*
+	 * Ingress checks against the frame's Ethernet header (behind any prepended DSA tag): a frame
+	 * that fails one is passed to the stack untouched, which drops it or bridges it.
+	 * ingress_dmac: the MAC of the L3 device that receives the flow, so that a unicast frame for
+	 * another host (PACKET_OTHERHOST) is not forwarded. ingress_smac: the peer's MAC when the
+	 * flow arrives over PPPoE (pppoe_rcv matches the session by id, peer MAC and device). All
+	 * zero: no check.
+	 */
+	__u8 ingress_dmac[6];
+	__u8 ingress_smac[6];
 	__u16 pad;
 };
 

@@ -588,7 +588,10 @@ static __always_inline int parse_packet(void *data, void *data_end, struct pkt *
 	if (dsa_rx_prepend_len() && parse_dsa_prepend(&nh, data_end, p) < 0)
 		return -1;
 	proto = parse_ethhdr(&nh, data_end, &eth);
-	/* ip_forward only forwards unicast frames (PACKET_HOST). */
+	/*
+	 * ip_forward only forwards unicast frames (PACKET_HOST); whether the MAC is the receiving
+	 * device's is the action's to say (ingress_macs_match).
+	 */
 	if (proto < 0 || (eth->h_dest[0] & 1))
 		return -1;
 	if (dsa_rx_etype_len()) {
@@ -719,6 +722,31 @@ static __always_inline void mark_closing(struct flow_stats *st, __u32 conn_id,
 	if (__sync_fetch_and_or(&st->flags, FLOW_STATS_CLOSING) & FLOW_STATS_CLOSING)
 		return;
 	send_event(FLOW_EV_CLOSING, conn_id, key);
+}
+
+/*
+ * The frame must be one the kernel would take up for this flow. eth_type_trans marks a unicast
+ * frame for another MAC than the receiving device's PACKET_OTHERHOST, which ip_rcv drops (a
+ * bridge port is promiscuous, so a frame for a second gateway on the LAN gets here), and
+ * pppoe_rcv finds a session by its id, the peer's source MAC and the device. The action names
+ * the MACs (all zero: no check); the map value is read once per byte, as it may change under us.
+ */
+static __always_inline bool ingress_macs_match(const struct ethhdr *eth,
+					       const struct flow_action *a)
+{
+	__u8 dset = 0, ddiff = 0, sset = 0, sdiff = 0;
+
+#pragma unroll
+	for (int i = 0; i < ETH_ALEN; i++) {
+		__u8 d = a->ingress_dmac[i];
+		__u8 s = a->ingress_smac[i];
+
+		dset |= d;
+		ddiff |= d ^ eth->h_dest[i];
+		sset |= s;
+		sdiff |= s ^ eth->h_source[i];
+	}
+	return (!dset || !ddiff) && (!sset || !sdiff);
 }
 
 /*
@@ -1311,6 +1339,7 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 	struct flow_action *act;
 	struct flow_stats *st;
 	void *data, *data_end;
+	struct ethhdr *eth;
 	struct pkt p = {};
 	__be16 pppoe_sid;
 	int ret;
@@ -1345,6 +1374,10 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 		notify_new_flow(&p.key);
 		return verdict_code(VERDICT_PASS, hook);
 	}
+	/* Not for this router's IP stack, or not from the PPPoE peer: the kernel decides. */
+	eth = data + dsa_rx_prepend_len();
+	if ((void *)(eth + 1) > data_end || !ingress_macs_match(eth, act))
+		return verdict_code(VERDICT_PASS, hook);
 	/* The egress cannot take XDP frames, or a shaper must see them: the TC program's job. */
 	if (hook == HOOK_XDP && (act->flags & FLOW_ACT_TC_ONLY))
 		return verdict_code(VERDICT_PASS, hook);

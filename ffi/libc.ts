@@ -16,6 +16,7 @@ export const libc = dlopen(path, {
   fcntl: { args: ["i32", "i32", "i32"], returns: "i32" },
   close: { args: ["i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
+  flock: { args: ["i32", "i32"], returns: "i32" },
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
 });
@@ -27,6 +28,7 @@ const O_NONBLOCK = 0o4000;
 /** The kernel-internal ENOTSUPP that BPF syscalls sometimes leak to user space. */
 const ENOTSUPP = 524;
 const IF_NAMESIZE = 16;
+const EWOULDBLOCK = 11;
 
 /** A failed system or library call, with its errno. */
 export class OsError extends Error {
@@ -110,6 +112,17 @@ export function setReceiveBuffer(fd: number, bytes: number): void {
   if (libc.symbols.setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, intOpt, 4) !== 0) {
     throw new OsError(`setting the receive buffer of fd ${fd}`, errno());
   }
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+/** An exclusive lock on an open file; false when another process holds it (released at exit). */
+export function tryLock(fd: number): boolean {
+  if (libc.symbols.flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = errno();
+  if (e === EWOULDBLOCK) return false;
+  throw new OsError(`locking fd ${fd}`, e);
 }
 
 export function close(fd: number): void {

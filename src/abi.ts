@@ -1,6 +1,9 @@
 // The TypeScript mirror of bpf/flow_abi.h. test/abi.test.ts checks every size and offset here
 // against the BTF of the compiled BPF object, so the header stays the single source of truth.
 
+/** FLOW_ABI_VERSION of bpf/flow_abi.h. */
+export const FLOW_ABI_VERSION = 3;
+
 export const AF_INET = 2;
 export const AF_INET6 = 10;
 export const IPPROTO_TCP = 6;
@@ -48,11 +51,12 @@ export const LAYOUT = {
     },
   },
   flow_action: {
-    size: 76,
+    size: 88,
     members: {
       out_ifindex: 0, conn_id: 4, dir: 8, flags: 9, mtu: 10, dmac: 12, smac: 18, saddr: 24,
       daddr: 40, sport: 56, dport: 58, l3_csum_delta: 60, l4_csum_pseudo: 62, l4_csum_ports: 64,
-      egress_vlan: 66, egress_pppoe_sid: 70, egress_dsa_tagger: 72, egress_dsa_port: 73, pad: 74,
+      egress_vlan: 66, egress_pppoe_sid: 70, egress_dsa_tagger: 72, egress_dsa_port: 73,
+      ingress_dmac: 74, ingress_smac: 80, pad: 86,
     },
   },
   flow_dir_stats: { size: 16, members: { packets: 0, bytes: 8 } },
@@ -106,6 +110,13 @@ export interface FlowAction {
   egressDsaTagger?: number;
   /** The switch port (not + 1) the tag sends the frame to. */
   egressDsaPort?: number;
+  /**
+   * The destination MAC a frame of this flow must carry (the receiving L3 device's): another
+   * unicast one goes to the stack untouched. Omitted or all zero: no check.
+   */
+  ingressDmac?: Uint8Array;
+  /** The source MAC a frame must carry (the PPPoE peer's); omitted or all zero: no check. */
+  ingressSmac?: Uint8Array;
 }
 
 export interface FlowDirStats {
@@ -195,6 +206,8 @@ export function encodeAction(a: FlowAction): Uint8Array {
   v.setUint16(A.egress_pppoe_sid, a.egressPppoeSid, false);
   v.setUint8(A.egress_dsa_tagger, a.egressDsaTagger ?? DSA_TAG_NONE);
   v.setUint8(A.egress_dsa_port, a.egressDsaPort ?? 0);
+  if (a.ingressDmac) buf.set(a.ingressDmac.subarray(0, 6), A.ingress_dmac);
+  if (a.ingressSmac) buf.set(a.ingressSmac.subarray(0, 6), A.ingress_smac);
   return buf;
 }
 
@@ -219,6 +232,8 @@ export function decodeAction(buf: Uint8Array): FlowAction {
     egressPppoeSid: v.getUint16(A.egress_pppoe_sid, false),
     egressDsaTagger: v.getUint8(A.egress_dsa_tagger),
     egressDsaPort: v.getUint8(A.egress_dsa_port),
+    ingressDmac: buf.slice(A.ingress_dmac, A.ingress_dmac + 6),
+    ingressSmac: buf.slice(A.ingress_smac, A.ingress_smac + 6),
   };
 }
 

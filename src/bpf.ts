@@ -23,7 +23,7 @@ import {
   TEST_RUN_OPTS_SIZE,
 } from "../ffi/libbpf.ts";
 import { cString, ffiBytes } from "../ffi/buffer.ts";
-import { describeErrno, errno } from "../ffi/libc.ts";
+import { close as closeFd, describeErrno, errno } from "../ffi/libc.ts";
 import { withLibbpfLog } from "./libbpf-log.ts";
 
 const { ENOENT, E2BIG, EINTR, EINVAL } = constants.errno;
@@ -231,7 +231,16 @@ export class BpfMap {
   private readonly value: Uint8Array;
   private readonly valuePtr: Pointer;
 
-  private constructor(fd: number, readonly name: string, type: number, keySize: number, valueSize: number, maxEntries: number) {
+  private constructor(
+    fd: number,
+    readonly name: string,
+    type: number,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    /** Opened from a pin: the fd is ours to close. */
+    private readonly ownsFd = false,
+  ) {
     this.fd = fd;
     this.keySize = keySize;
     this.valueSize = isPerCpu(type) ? Math.ceil(valueSize / 8) * 8 * libbpf.symbols.libbpf_num_possible_cpus() : valueSize;
@@ -264,7 +273,12 @@ export class BpfMap {
     const v = new DataView(info.buffer);
     const u32 = (off: number) => v.getUint32(off, true);
     return new BpfMap(fd, path.split("/").pop() ?? path, u32(MAP_INFO.type), u32(MAP_INFO.keySize),
-      u32(MAP_INFO.valueSize), u32(MAP_INFO.maxEntries));
+      u32(MAP_INFO.valueSize), u32(MAP_INFO.maxEntries), true);
+  }
+
+  /** Closes a map opened from a pin (a loaded object's maps close with the object). */
+  close(): void {
+    if (this.ownsFd) closeFd(this.fd);
   }
 
   private fail(what: string, err: number): BpfError {

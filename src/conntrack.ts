@@ -208,16 +208,21 @@ export class Conntrack {
   /**
    * What the kernel flowtable does to an entry it offloads, as far as ctnetlink allows (it cannot
    * set IPS_OFFLOAD): for TCP, turn off window tracking in both directions ("be liberal") so that
-   * packets that return to the kernel path later are not judged by a window that stopped moving.
-   * Returns false when the entry is gone.
+   * packets that return to the kernel path later are not judged by a window that stopped moving;
+   * with timeoutSec, also set the timeout in the same update. Returns false when the entry is gone.
    */
-  setOffloaded(e: CtEntry): boolean {
-    if (e.orig.proto !== PROTO_TCP) return true;
+  setOffloaded(e: CtEntry, timeoutSec?: number): boolean {
+    const tcp = e.orig.proto === PROTO_TCP;
+    if (!tcp && timeoutSec === undefined) return true;
+    // One update for both: each ctnetlink update also echoes back as an event.
     const err = this.query(NFCT_Q_UPDATE, e.orig, e.zone, (ct) => {
-      nf.nfct_set_attr_u8(ct, ATTR_TCP_FLAGS_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
-      nf.nfct_set_attr_u8(ct, ATTR_TCP_MASK_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
-      nf.nfct_set_attr_u8(ct, ATTR_TCP_FLAGS_REPL, IP_CT_TCP_FLAG_BE_LIBERAL);
-      nf.nfct_set_attr_u8(ct, ATTR_TCP_MASK_REPL, IP_CT_TCP_FLAG_BE_LIBERAL);
+      if (tcp) {
+        nf.nfct_set_attr_u8(ct, ATTR_TCP_FLAGS_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
+        nf.nfct_set_attr_u8(ct, ATTR_TCP_MASK_ORIG, IP_CT_TCP_FLAG_BE_LIBERAL);
+        nf.nfct_set_attr_u8(ct, ATTR_TCP_FLAGS_REPL, IP_CT_TCP_FLAG_BE_LIBERAL);
+        nf.nfct_set_attr_u8(ct, ATTR_TCP_MASK_REPL, IP_CT_TCP_FLAG_BE_LIBERAL);
+      }
+      if (timeoutSec !== undefined) nf.nfct_set_attr_u32(ct, ATTR_TIMEOUT, timeoutSec >>> 0);
     });
     if (err === ENOENT) return false;
     if (err !== 0) throw new ConntrackError(`marking ${describe(e.orig)} offloaded`, err);

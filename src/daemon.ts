@@ -2,7 +2,8 @@
 // events and the once-a-second sweep into the flow table.
 import objectPath from "../build/offload.bpf.o" with { type: "file" };
 import { FLOW_EV_CLOSING, FLOW_EV_NEW, decodeEvent, encodeConfig, encodeParams } from "./abi.ts";
-import { type Attachment, type Hook, attach } from "./attach.ts";
+import { type Attachment, AttachError, type Hook, attach } from "./attach.ts";
+import { constants } from "node:os";
 import { BpfObject, RingBuffer } from "./bpf.ts";
 import { Conntrack, ConntrackEvents } from "./conntrack.ts";
 import { FlowTable } from "./flows.ts";
@@ -11,11 +12,11 @@ import { Rtnl } from "./nexthop.ts";
 import { RouteEvents } from "./rtevents.ts";
 import { tcOnlyReason } from "./egress.ts";
 import { queryXdpFeatures } from "./genl.ts";
-import { PINNED_MAPS, ensureDir, pinPathProblem, removePins } from "./pins.ts";
+import { PINNED_MAPS, ensureDir, lockPinPath, pinPathProblem, removePins } from "./pins.ts";
 import { readLiveStatus, removeStatus, writeStatus } from "./status.ts";
 import { VERSION } from "./version.ts";
-import { existsSync } from "node:fs";
-import { monotonicNs } from "../ffi/libc.ts";
+import { closeSync, existsSync } from "node:fs";
+import { ifIndexToName, monotonicNs } from "../ffi/libc.ts";
 import { NF_NETLINK_CONNTRACK_DESTROY, NF_NETLINK_CONNTRACK_NEW, NF_NETLINK_CONNTRACK_UPDATE } from "../ffi/conntrack.ts";
 
 export type HookChoice = Hook | "auto" | "xdp";
@@ -36,6 +37,8 @@ export interface DaemonConfig {
   udpTimeoutS: number;
   heartbeatTimeoutS: number;
 }
+
+const { EBUSY } = constants.errno;
 
 /** How often datapath and conntrack events are drained. */
 const POLL_MS = 10;
@@ -66,6 +69,8 @@ export class Daemon {
     private readonly log: Logger,
     private readonly bytes: Uint8Array,
     private readonly pinPath: string | null,
+    /** The flock on the pin directory: only its holder may reuse or remove the pins. */
+    private readonly pinLock: number | null,
   ) {
     this.obj = this.open();
   }
@@ -92,8 +97,13 @@ export class Daemon {
       log.warn(`not pinning maps (no adoption after a restart, no \`flows\` view): ${problem}`);
       pinPath = null;
     }
-    if (pinPath) ensureDir(pinPath);
-    const d = new Daemon(cfg, log, await Bun.file(objectPath).bytes(), pinPath);
+    let pinLock: number | null = null;
+    if (pinPath) {
+      ensureDir(pinPath);
+      pinLock = lockPinPath(pinPath);
+      if (pinLock === null) throw new DaemonError(`another ebpf-offloader uses the pinned maps in ${pinPath}`);
+    }
+    const d = new Daemon(cfg, log, await Bun.file(objectPath).bytes(), pinPath, pinLock);
     try {
       d.startInner();
       return d;
@@ -120,18 +130,10 @@ export class Daemon {
 
   private startInner(): void {
     this.load();
-    this.heartbeat();
     const cfg = this.cfg;
     this.rtnl = new Rtnl({ pppoe: cfg.pppoe });
     this.ct = new Conntrack();
     const devices = new Map<number, string>();
-    const ifaceStats = this.obj.map("iface_stats");
-    for (const a of this.attachAll(this.lowerDevices(this.rtnl))) {
-      this.attachments.push(a);
-      devices.set(a.ifindex, a.ifname);
-      ifaceStats.update(this.u32(a.ifindex), new Uint8Array(new ArrayBuffer(ifaceStats.valueSize)));
-      this.log.info(`attached to ${a.ifname} (${a.hook})`);
-    }
     const table = new FlowTable({
       flows: this.obj.map("flows"),
       stats: this.obj.map("flow_stats"),
@@ -144,9 +146,18 @@ export class Daemon {
       udpTimeoutMs: cfg.udpTimeoutS * 1000,
     });
     this.table = table;
-    this.applyEgressPolicy();
+    // Before anything takes the fast path again: flows conntrack no longer agrees with go.
     const adopted = table.adopt();
     if (adopted) this.log.info(`adopted ${adopted} offloaded connection(s) from the previous run`);
+    this.heartbeat();
+    const ifaceStats = this.obj.map("iface_stats");
+    for (const a of this.attachAll(this.lowerDevices(this.rtnl))) {
+      this.attachments.push(a);
+      devices.set(a.ifindex, a.ifname);
+      ifaceStats.update(this.u32(a.ifindex), new Uint8Array(new ArrayBuffer(ifaceStats.valueSize)));
+      this.log.info(`attached to ${a.ifname} (${a.hook})`);
+    }
+    this.applyEgressPolicy();
     this.events = new ConntrackEvents(
       NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
       (type, entry) => (type === "destroy" ? table.onConntrackDestroy(entry) : table.onConntrackChange(entry)),
@@ -228,13 +239,15 @@ export class Daemon {
    * attaches TC beside XDP when some must, and tells the flow table.
    */
   private applyEgressPolicy(): void {
-    const xdp = this.attachments.filter((a) => a.hook !== "tc");
+    // A deleted device has no flows left to send anywhere.
+    const xdp = this.attachments.filter((a) => a.hook !== "tc" && ifIndexToName(a.ifindex) === a.ifname);
     if (!xdp.length || !this.rtnl || !this.table) return;
     const native = xdp.some((a) => a.hook === "xdp-native");
     const features = native ? this.xdpFeatures() : null;
     const qdiscs = this.rtnl.rootQdiscs();
     const tcOnly = new Map<number, string>();
     for (const a of xdp) {
+      if (features && !features.has(a.ifindex)) continue; // gone since we looked
       const why = tcOnlyReason({ hook: a.hook, rootQdisc: qdiscs.get(a.ifindex) ?? null, xdpFeatures: features?.get(a.ifindex) ?? null }, native);
       if (why) tcOnly.set(a.ifindex, why);
     }
@@ -305,6 +318,8 @@ export class Daemon {
             attachEach(() => "xdp-native");
             return done;
           } catch (e) {
+            // Someone else's XDP program is not ours to work around: say so and stop.
+            if (e instanceof AttachError && e.errno === EBUSY) throw e;
             for (const a of done.splice(0)) a.detach();
             this.log.info(`${(e as Error).message}; using tc on all devices`);
             attachEach(() => "tc");
@@ -348,6 +363,7 @@ export class Daemon {
     this.obj.close();
     this.rb = this.events = this.ct = this.rtnl = this.routeEvents = null;
     if (this.pinPath) removePins(this.pinPath);
+    if (this.pinLock !== null) closeSync(this.pinLock);
     removeStatus(this.cfg.runDir);
   }
 }

@@ -12,9 +12,11 @@ import {
   decodeStats,
   encodeAction,
   encodeKey,
+  type FlowAction,
   type FlowKey,
   type FlowStats,
 } from "./abi.ts";
+import { ifNameToIndex } from "../ffi/libc.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
 import { describeEncap, encapActionFields, encapKeyFields, keyEncap, sameEncap } from "./encap.ts";
 import type { BpfMap } from "./bpf.ts";
@@ -84,6 +86,8 @@ const PENDING_MS = 30_000;
  * second: the margin is two thirds of a timeout). Each refresh echoes back as an UPDATE event.
  */
 const REFRESH_BUDGET = 2000;
+/** From this many connections on, the sweep reads the stats array in one batch. */
+const BATCH_READ_FROM = 256;
 /** Slots of removed connections rest this long before reuse (see SlotAllocator). */
 const SLOT_REST_MS = 2_000;
 
@@ -219,8 +223,7 @@ export class FlowTable {
     };
     // Before the first packet takes the fast path: relax TCP window tracking as the kernel
     // flowtable does, so packets that return to the kernel later are not judged INVALID.
-    this.o.ct.setOffloaded(entry);
-    this.o.ct.refresh(entry, defaultTimeout(entry));
+    this.o.ct.setOffloaded(entry, defaultTimeout(entry));
     this.byId.set(slot, conn);
     this.byTuple.set(tupleId(entry.orig), conn);
     this.byTuple.set(tupleId(entry.reply), conn);
@@ -264,6 +267,25 @@ export class FlowTable {
     return r.hop;
   }
 
+  /**
+   * The MACs a frame of this flow carries when the kernel would take it: sent to the receiving
+   * device (a frame for another host is not routed, PACKET_OTHERHOST), and over PPPoE sent by
+   * the session's peer (pppoe_rcv matches the session by id and peer). Zero: no check.
+   */
+  private ingressMacs(ingress: Ingress): { ingressDmac: Uint8Array; ingressSmac: Uint8Array } {
+    const none = new Uint8Array(6);
+    const l3 = this.o.rtnl.ingressDevice(ingress.ifindex, ingress.encap);
+    const l3link = l3 === null ? null : this.o.rtnl.link(l3);
+    if (!l3link) return { ingressDmac: none, ingressSmac: none };
+    if (ingress.encap.pppoeSid !== null) {
+      const s = this.o.rtnl.topology.pppoeSession(l3link);
+      if (typeof s === "string") return { ingressDmac: none, ingressSmac: none };
+      const dev = this.o.rtnl.link(ifNameToIndex(s.device));
+      return { ingressDmac: dev?.mac.length === 6 ? dev.mac : none, ingressSmac: s.peer };
+    }
+    return { ingressDmac: l3link.mac.length === 6 ? l3link.mac : none, ingressSmac: none };
+  }
+
   private dsaTagger(conduit: number): number {
     return DSA_TAGGERS[this.o.rtnl.dsaTagger(conduit) ?? ""] ?? 0;
   }
@@ -280,6 +302,7 @@ export class FlowTable {
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
       ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
+      ...this.ingressMacs(ingress),
     });
     const old = conn.dirs[d];
     try {
@@ -291,7 +314,7 @@ export class FlowTable {
     if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
     conn.dirs[d] = { key, ingress, hop, flags: this.flagsFor(hop) };
     const from = `${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
-    this.o.log.info(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`);
+    this.o.log.debug(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`);
     return true;
   }
 
@@ -305,7 +328,7 @@ export class FlowTable {
     this.byTuple.delete(tupleId(conn.entry.reply));
     this.slots.release(conn.id);
     const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
-    this.o.log.info(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
+    this.o.log.debug(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
     const kind = reason.split(":")[0]!;
     this.handedBack[kind] = (this.handedBack[kind] ?? 0) + 1;
   }
@@ -377,13 +400,15 @@ export class FlowTable {
     const now = performance.now();
     for (const [id, flows] of groups) {
       const entry = this.o.ct.get(keyTuple(decodeKey(flows[0]!.key)));
-      if (!entry || !offloadable(entry).ok || id >= this.o.maxFlows || this.byId.has(id)) {
+      const plans = entry ? ([planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const) : null;
+      // Conntrack may have moved on while no daemon ran: a new entry for the tuple, another NAT.
+      const current = entry && plans && flows.every((f) => tupleId(keyTuple(decodeKey(f.key))) === tupleId(plans[f.action.dir].match) && rewriteMatches(f.action, plans[f.action.dir]));
+      if (!entry || !plans || !current || !offloadable(entry).ok || id >= this.o.maxFlows || this.byId.has(id)) {
         for (const f of flows) this.o.flows.delete(f.key);
         continue;
       }
       const conn: Conn = {
-        id, entry, dirs: [null, null], packets: 0n, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
-        plans: [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)],
+        id, entry, plans, dirs: [null, null], packets: 0n, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
       };
       for (const { key, action: a } of flows) {
         // The next hop's address is not in the map: the revalidation below fills it in.
@@ -423,8 +448,10 @@ export class FlowTable {
   sweep(): void {
     const now = performance.now();
     let refreshes = REFRESH_BUDGET;
+    // Many connections: one batch read of the whole stats array beats a syscall per connection.
+    const all = this.byId.size > BATCH_READ_FROM ? this.o.stats.dump().values : null;
     for (const conn of [...this.byId.values()]) {
-      const s = this.readStats(conn.id);
+      const s = all ? decodeStats(all, conn.id * LAYOUT.flow_stats.size) : this.readStats(conn.id);
       if (!s) continue;
       if (s.flags & FLOW_STATS_CLOSING) {
         this.teardown(conn, "FIN/RST");
@@ -521,6 +548,11 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 function sameHop(a: NextHop, b: NextHop): boolean {
   return a.oif === b.oif && a.mtu === b.mtu && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac) && sameEncap(a.encap, b.encap);
+}
+
+/** Whether an installed action still rewrites as the conntrack entry's NAT says. */
+function rewriteMatches(a: FlowAction, p: DirectionPlan): boolean {
+  return sameBytes(a.saddr, p.saddr) && sameBytes(a.daddr, p.daddr) && a.sport === p.sport && a.dport === p.dport;
 }
 
 function sameIngress(a: Ingress, b: Ingress): boolean {

@@ -1,7 +1,8 @@
 // Where the daemon pins its maps (bpffs) and keeps its status file, and how they are cleaned up.
 // Pinned maps let a restarted daemon adopt the flows of the previous run and let `flows` and
 // `status` read the live tables from another shell.
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, rmdirSync } from "node:fs";
+import { tryLock } from "../ffi/libc.ts";
 import { dirname } from "node:path";
 
 export const DEFAULT_PIN_PATH = "/sys/fs/bpf/ebpf-offloader";
@@ -33,6 +34,17 @@ export function pinPathProblem(pinPath: string): string | null {
 
 export function ensureDir(path: string): void {
   mkdirSync(path, { recursive: true });
+}
+
+/**
+ * Locks the pin directory for this process (flock on the directory itself, released when the
+ * process ends, however it ends): the fd to keep, or null when another daemon uses these maps.
+ */
+export function lockPinPath(pinPath: string): number | null {
+  const fd = openSync(pinPath, "r");
+  if (tryLock(fd)) return fd;
+  closeSync(fd);
+  return null;
 }
 
 /** Removes the pinned maps and their directory (a clean shutdown). */

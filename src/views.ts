@@ -20,7 +20,9 @@ export interface FlowRow {
 
 /** Reads the pinned flow and stats maps and groups the flows by connection. */
 export function readFlows(pinPath: string, nowNs: bigint): FlowRow[] {
-  const flows = BpfMap.openPinned(`${pinPath}/flows`).dump();
+  const flowsMap = BpfMap.openPinned(`${pinPath}/flows`);
+  const flows = flowsMap.dump();
+  flowsMap.close();
   const statsMap = BpfMap.openPinned(`${pinPath}/flow_stats`);
   const K = LAYOUT.flow_key.size;
   const A = LAYOUT.flow_action.size;
@@ -48,6 +50,7 @@ export function readFlows(pinPath: string, nowNs: bigint): FlowRow[] {
     const d = st?.dir[action.dir];
     row.dirs.push({ key, action, packets: d?.packets ?? 0n, bytes: d?.bytes ?? 0n });
   }
+  statsMap.close();
   for (const r of rows.values()) r.dirs.sort((a, b) => a.action.dir - b.action.dir);
   return [...rows.values()].sort((a, b) => a.connId - b.connId);
 }
@@ -56,6 +59,7 @@ export function readFlows(pinPath: string, nowNs: bigint): FlowRow[] {
 export function readIfaceStats(pinPath: string): Map<number, IfaceStats> {
   const map = BpfMap.openPinned(`${pinPath}/iface_stats`);
   const { count, keys, values } = map.dump();
+  map.close();
   const nCpus = map.valueSize / LAYOUT.iface_stats.size;
   const out = new Map<number, IfaceStats>();
   for (let i = 0; i < count; i++) {

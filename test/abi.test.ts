@@ -1,9 +1,10 @@
 // src/abi.ts LAYOUT against the BTF of the compiled datapath (build/offload.bpf.o): every struct's
 // size and member offsets, and `params` as the only variable of .rodata at offset 0 (BpfObject
-// writes the load-time parameters there).
-import { beforeAll, expect, test } from "bun:test";
+// writes the load-time parameters there); FLOW_ABI_VERSION against the header, and the action's
+// optional fields through encodeAction / decodeAction.
+import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { LAYOUT } from "../src/abi.ts";
+import { FLOW_ABI_VERSION, LAYOUT, decodeAction, encodeAction, type FlowAction } from "../src/abi.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const OBJECT = join(ROOT, "build", "offload.bpf.o");
@@ -67,4 +68,39 @@ test("params is the only variable of .rodata, at offset 0, a struct offload_para
   expect(v.offset).toBe(0);
   expect(v.size).toBe(LAYOUT.offload_params.size);
   expect(resolve(variable.type_id ?? 0)).toMatchObject({ kind: "STRUCT", name: "offload_params" });
+});
+
+test("FLOW_ABI_VERSION matches bpf/flow_abi.h", async () => {
+  const header = await Bun.file(join(ROOT, "bpf", "flow_abi.h")).text();
+  expect(header.match(/^#define FLOW_ABI_VERSION (\d+)$/m)?.[1]).toBe(String(FLOW_ABI_VERSION));
+});
+
+describe("flow_action ingress MACs", () => {
+  const action: FlowAction = {
+    outIfindex: 7, connId: 3, dir: 1, flags: 0, mtu: 1500,
+    dmac: new Uint8Array([2, 0, 0, 0, 0, 3]), smac: new Uint8Array([2, 0, 0, 0, 0, 4]),
+    saddr: new Uint8Array(16), daddr: new Uint8Array(16), sport: 1, dport: 2,
+    l3CsumDelta: 0, l4CsumPseudo: 0, l4CsumPorts: 0, egressVlan: [0, 0], egressPppoeSid: 0,
+  };
+  const A = LAYOUT.flow_action.members;
+
+  test("omitted: all zero, no check", () => {
+    const buf = encodeAction(action);
+    expect(Array.from(buf.subarray(A.ingress_dmac, LAYOUT.flow_action.size))).toEqual(new Array<number>(14).fill(0));
+    const back = decodeAction(buf);
+    expect(Array.from(back.ingressDmac ?? [])).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Array.from(back.ingressSmac ?? [])).toEqual([0, 0, 0, 0, 0, 0]);
+  });
+
+  test("set: at their offsets, and back", () => {
+    const dmac = new Uint8Array([2, 0, 0, 0, 0, 1]);
+    const smac = new Uint8Array([0x0a, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+    const buf = encodeAction({ ...action, ingressDmac: dmac, ingressSmac: smac });
+    expect(Array.from(buf.subarray(A.ingress_dmac, A.ingress_dmac + 6))).toEqual(Array.from(dmac));
+    expect(Array.from(buf.subarray(A.ingress_smac, A.ingress_smac + 6))).toEqual(Array.from(smac));
+    expect(Array.from(buf.subarray(A.pad, LAYOUT.flow_action.size))).toEqual([0, 0]);
+    const back = decodeAction(buf);
+    expect(Array.from(back.ingressDmac ?? [])).toEqual(Array.from(dmac));
+    expect(Array.from(back.ingressSmac ?? [])).toEqual(Array.from(smac));
+  });
 });

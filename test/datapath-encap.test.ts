@@ -62,6 +62,8 @@ const ROUTER_MAC = "02:00:00:00:00:01";
 const CLIENT_MAC = "02:00:00:00:00:02";
 const NEXT_HOP_MAC = "02:00:00:00:00:03";
 const EGRESS_MAC = "02:00:00:00:00:04";
+/** Another host on the ingress segment: a second gateway, another PPPoE peer. */
+const OTHER_MAC = "02:00:00:00:00:99";
 const MAX_CONNS = 1024;
 /** User ports 0-6 exist on every test conduit; 7 does not. */
 const DSA_PORTS = 0x7f;
@@ -547,6 +549,40 @@ for (const hook of HOOKS) {
   });
 }
 
+describe("ingress MAC checks behind DSA tags and with PPPoE", () => {
+  // Each: where the Ethernet header is (behind a prepended tag or not), and a PPPoE session whose
+  // peer is CLIENT_MAC, as the daemon fills the action for a flow arriving over PPPoE.
+  const WHERE: { name: string; dp: Datapath; in: Encap[]; key: KeyEncap }[] = [
+    { name: "PPPoE", dp: plain, in: [pppoe(0x77)], key: { pppoeSid: 0x77 } },
+    { name: "PPPoE in VLAN 7", dp: plain, in: [vlan(7), pppoe(0x78)], key: { vlan: [kv(7), 0], pppoeSid: 0x78 } },
+    ...TAGGERS.map((t) => ({ name: `DSA ${t} port 2 + PPPoE`, dp: conduits[t], in: [dsaRx(t, 2), pppoe(0x79)], key: { dsaPort: 2, pppoeSid: 0x79 } })),
+    ...(["brcm-prepend", "gswip"] as const).map((t) => ({ name: `DSA ${t} port 3, no PPPoE`, dp: conduits[t], in: [dsaRx(t, 3)], key: { dsaPort: 3 } })),
+  ];
+  for (const hook of HOOKS) {
+    for (const w of WHERE) {
+      for (const [family, proto] of [CASES[0]!, CASES[3]!]) {
+        test(`${hook.name}, ${w.name}, ${caseName(family, proto)}: forwarded when both MACs match, else passed untouched`, () => {
+          const flow = plan(family, proto, w.in, w.key, {}, []);
+          flow.action.ingressDmac = parseMac(ROUTER_MAC);
+          flow.action.ingressSmac = parseMac(CLIENT_MAC);
+          w.dp.install(flow);
+          expectPassed(w.dp, hook, buildFrame({ ...flow.spec, dmac: OTHER_MAC }));
+          expectPassed(w.dp, hook, buildFrame({ ...flow.spec, smac: OTHER_MAC }));
+          expect(w.dp.connPackets(flow.action.connId)).toEqual([0n, 0n]);
+          expectForwarded(w.dp, hook, flow);
+          expect(w.dp.connPackets(flow.action.connId)).toEqual([1n, 0n]);
+        });
+        test(`${hook.name}, ${w.name}, ${caseName(family, proto)}: all zero, no check`, () => {
+          const flow = plan(family, proto, w.in, w.key, {}, []);
+          flow.spec = { ...flow.spec, dmac: OTHER_MAC, smac: OTHER_MAC };
+          w.dp.install(flow);
+          expectForwarded(w.dp, hook, flow);
+        });
+      }
+    }
+  }
+});
+
 describe("FLOW_ACT_TC_ONLY", () => {
   for (const [family, proto] of CASES) {
     test(`${caseName(family, proto)}: XDP passes, TC forwards`, () => {
@@ -632,6 +668,41 @@ describe("iface_stats", () => {
         dropPackets: 2n,
         dropBytes: BigInt(2 * d),
       });
+    } finally {
+      dp.obj.close();
+    }
+  });
+  test("a frame that fails an ingress MAC check counts as passed", () => {
+    const dp = new Datapath(DSA_TAG_NONE, 0);
+    try {
+      dp.heartbeat();
+      const nCpus = libbpf.symbols.libbpf_num_possible_cpus();
+      dp.iface.update(u32(INGRESS_IFINDEX), new Uint8Array(dp.iface.valueSize));
+      const flow = plan(4, PROTO_TCP, [pppoe(5)], { pppoeSid: 5 }, {}, []);
+      flow.action.ingressDmac = parseMac(ROUTER_MAC);
+      flow.action.ingressSmac = parseMac(CLIENT_MAC);
+      const drop = plan(6, PROTO_UDP, [], {}, {}, [], { flags: FLOW_ACT_DROP });
+      drop.action.ingressDmac = parseMac(ROUTER_MAC);
+      dp.install(flow);
+      dp.install(drop);
+      const otherHost = buildFrame({ ...flow.spec, dmac: OTHER_MAC });
+      const otherPeer = buildFrame({ ...flow.spec, smac: OTHER_MAC });
+      const dropOther = buildFrame({ ...drop.spec, dmac: OTHER_MAC });
+      for (const hook of HOOKS) {
+        for (const frame of [otherHost, otherPeer, dropOther]) expect(dp.run(hook, frame).retval).toBe(hook.pass);
+      }
+      const buf = new Uint8Array(dp.iface.valueSize);
+      expect(dp.iface.lookup(u32(INGRESS_IFINDEX), buf)).toBe(true);
+      const n = BigInt(otherHost.length + otherPeer.length + dropOther.length);
+      expect(decodeIfaceStats(buf, nCpus)).toEqual({
+        fwdPackets: 0n,
+        fwdBytes: 0n,
+        passPackets: 6n,
+        passBytes: 2n * n,
+        dropPackets: 0n,
+        dropBytes: 0n,
+      });
+      expect(dp.connPackets(drop.action.connId)).toEqual([0n, 0n]);
     } finally {
       dp.obj.close();
     }

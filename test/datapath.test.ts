@@ -56,6 +56,8 @@ const ROUTER_MAC = "02:00:00:00:00:01";
 const CLIENT_MAC = "02:00:00:00:00:02";
 const NEXT_HOP_MAC = "02:00:00:00:00:03";
 const EGRESS_MAC = "02:00:00:00:00:04";
+/** Another host on the ingress segment (a second gateway on the LAN, another PPPoE peer). */
+const OTHER_MAC = "02:00:00:00:00:99";
 const MAX_CONNS = 1024;
 const HEARTBEAT_TIMEOUT_NS = 5_000_000_000n;
 const NOTIFY_INTERVAL_NS = 1_000_000_000n;
@@ -426,6 +428,21 @@ const ODD_CASES: OddCase[] = [
   { name: "larger than the egress MTU", change: () => ({}), flow: (s) => ({ mtu: parseFrame(buildFrame(s)).l3Length - 1 }) },
 ];
 
+/** The flow with ingress MAC checks (undefined: not set, i.e. all zero). */
+function withIngressMacs(flow: Flow, dmac?: string, smac?: string): Flow {
+  const action: FlowAction = { ...flow.action };
+  if (dmac !== undefined) action.ingressDmac = parseMac(dmac);
+  if (smac !== undefined) action.ingressSmac = parseMac(smac);
+  return { ...flow, action };
+}
+
+/** mac with one bit of byte i flipped, still unicast. */
+function macFlip(mac: string, i: number): string {
+  const b = parseMac(mac);
+  b[i] = b[i]! ^ (i === 0 ? 0x02 : 0x80);
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
 // ---- The cases, for both hooks ----
 
 for (const hook of HOOKS) {
@@ -534,6 +551,67 @@ for (const hook of HOOKS) {
           });
         }
       }
+    });
+
+    describe("ingress MAC checks (the kernel's PACKET_OTHERHOST and pppoe_rcv)", () => {
+      for (const family of FAMILIES) {
+        for (const proto of PROTOS) {
+          const what = `IPv${family} ${protoName(proto)}`;
+          test(`${what}: forwarded when the frame carries the action's destination and source MACs`, () => {
+            const flow = withIngressMacs(plan(base(family, proto), NATS.SNAT!(family)), ROUTER_MAC, CLIENT_MAC);
+            dp.install(flow);
+            expectForwarded(hook, flow);
+            expect(dp.connStats(flow.action.connId).dir[0].packets).toBe(1n);
+          });
+          test(`${what}: a unicast frame for another host passes untouched`, () => {
+            const flow = withIngressMacs(plan(base(family, proto), NATS.SNAT!(family)), ROUTER_MAC);
+            dp.install(flow);
+            expectPassed(hook, buildFrame({ ...flow.spec, dmac: OTHER_MAC }));
+            expectUntouchedStats(flow.action.connId);
+            expect(dp.events()).toEqual([]);
+            expectForwarded(hook, flow);
+          });
+          test(`${what}: a frame from another source MAC passes untouched`, () => {
+            const flow = withIngressMacs(plan(base(family, proto), NATS.SNAT!(family)), undefined, CLIENT_MAC);
+            dp.install(flow);
+            expectPassed(hook, buildFrame({ ...flow.spec, smac: OTHER_MAC }));
+            expectUntouchedStats(flow.action.connId);
+            expect(dp.events()).toEqual([]);
+            expectForwarded(hook, flow);
+          });
+        }
+      }
+      test("every byte of both MACs is compared", () => {
+        const flow = withIngressMacs(plan(base(4, PROTO_UDP), NATS.SNAT!(4)), ROUTER_MAC, CLIENT_MAC);
+        dp.install(flow);
+        for (let i = 0; i < 6; i++) {
+          expectPassed(hook, buildFrame({ ...flow.spec, dmac: macFlip(ROUTER_MAC, i) }));
+          expectPassed(hook, buildFrame({ ...flow.spec, smac: macFlip(CLIENT_MAC, i) }));
+        }
+        expectUntouchedStats(flow.action.connId);
+        expectForwarded(hook, flow);
+      });
+      test("all zero (or omitted): no check, any unicast MACs are forwarded", () => {
+        for (const zero of [undefined, "00:00:00:00:00:00"]) {
+          const flow = withIngressMacs(plan(base(6, PROTO_TCP, { dmac: OTHER_MAC, smac: OTHER_MAC }), NATS.DNAT!(6)), zero, zero);
+          dp.install(flow);
+          expectForwarded(hook, flow);
+        }
+      });
+      test("a frame for another host is neither dropped (FLOW_ACT_DROP) nor closes the connection (FIN)", () => {
+        const drop = withIngressMacs(plan(base(4, PROTO_UDP), {}, { flags: FLOW_ACT_DROP }), ROUTER_MAC, CLIENT_MAC);
+        dp.install(drop);
+        expectPassed(hook, buildFrame({ ...drop.spec, dmac: OTHER_MAC }));
+        expectPassed(hook, buildFrame({ ...drop.spec, smac: OTHER_MAC }));
+        expectUntouchedStats(drop.action.connId);
+        const flow = withIngressMacs(plan(base(6, PROTO_TCP), NATS.SNAT!(6)), ROUTER_MAC, CLIENT_MAC);
+        dp.install(flow);
+        expectPassed(hook, buildFrame({ ...flow.spec, dmac: OTHER_MAC, tcpFlags: TCP_FIN | TCP_ACK }));
+        expectPassed(hook, buildFrame({ ...flow.spec, smac: OTHER_MAC, tcpFlags: TCP_RST }));
+        expectUntouchedStats(flow.action.connId);
+        expect(dp.events()).toEqual([]);
+        expectForwarded(hook, flow);
+      });
     });
 
     describe("connection state", () => {

@@ -180,7 +180,8 @@ describe("bad command lines and configuration", () => {
     try {
       await first.waitFor(/running on/);
       const r = await runDaemon(lab, ["lan", "wan", "--hook", hook, "--pin-path", first.dirs.pinPath, "--run-dir", otherRun]);
-      expectOneLineError(r, /lan/);
+      // Refused before it touches anything: the pin directory is locked by the first daemon.
+      expectOneLineError(r, /another ebpf-offloader uses the pinned maps in /);
       expect(existsSync(`${otherRun}/status.json`)).toBe(false);
       await expectFirstUntouched(first, /XDP/);
     } finally {

@@ -2,6 +2,7 @@
 // then continued or restarted: transfers complete, and the flow map holds exactly what conntrack
 // allows, with no duplicate or stale flow left over from before (adoption re-checks every one).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
 import { ADDR, Lab, removeStaleLabs, sh } from "./lab.ts";
 import { Offloader, StateDirs } from "./offloader.ts";
 import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
@@ -147,7 +148,8 @@ describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", 
       await expectFlowing(replies(7001));
       await flow.stop();
     } finally {
-      if (sender) process.kill(sender, "SIGCONT");
+      // Still stopped if the test failed early; already gone when flow.stop() ended it.
+      if (sender && existsSync(`/proc/${sender}`)) process.kill(sender, "SIGCONT");
       await first.stop();
       if (second) expect(await second.stop()).toBe(0);
       dirs.remove();

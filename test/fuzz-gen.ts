@@ -213,6 +213,36 @@ export interface ActionOpts {
   ingressIfindex: number;
   /** The L3 length of the flow's packets, for MTUs right at the edge. */
   l3Len: number;
+  /** The MACs of the flow's frames, for ingress MAC checks that mostly match. */
+  dmac: Uint8Array;
+  smac: Uint8Array;
+}
+
+/**
+ * The ingress MAC checks, as the daemon fills them: mostly the receiving device's MAC (the
+ * frame's destination) and, over PPPoE, the peer's (its source); sometimes another host's; and
+ * now and then none (all zero, or omitted).
+ */
+function ingressMacs(rng: Rng, key: FlowKey, o: ActionOpts): Pick<FlowAction, "ingressDmac" | "ingressSmac"> {
+  const other = (mac: Uint8Array): Uint8Array => {
+    const m = rng.chance(0.5) ? rng.bytes(6) : mac.slice();
+    if (m.every((b, i) => b === mac[i])) m[5] = m[5]! ^ (1 << rng.int(8));
+    m[0] = m[0]! & 0xfe;
+    return m;
+  };
+  const pick = (mac: Uint8Array, set: number): Uint8Array | undefined =>
+    rng.weighted<() => Uint8Array | undefined>([
+      [set * 0.9, () => mac.slice()],
+      [set * 0.1, () => other(mac)],
+      [(1 - set) * 0.5, () => new Uint8Array(6)],
+      [(1 - set) * 0.5, () => undefined],
+    ])();
+  const out: Pick<FlowAction, "ingressDmac" | "ingressSmac"> = {};
+  const d = pick(o.dmac, 0.6);
+  const s = pick(o.smac, key.pppoeSid ? 0.7 : 0.1);
+  if (d) out.ingressDmac = d;
+  if (s) out.ingressSmac = s;
+  return out;
 }
 
 function egress(rng: Rng): Pick<FlowAction, "egressVlan" | "egressPppoeSid" | "egressDsaTagger" | "egressDsaPort"> {
@@ -292,6 +322,7 @@ export function genAction(rng: Rng, key: FlowKey, o: ActionOpts): FlowAction {
     l4CsumPseudo: addrDelta,
     l4CsumPorts: csumDelta(be16(key.sport, key.dport), be16(sport, dport)),
     ...egress(rng),
+    ...ingressMacs(rng, key, o),
   };
 }
 

@@ -72,7 +72,7 @@ export function describeKey(k: FlowKey): string {
 }
 
 export function describeAction(a: FlowAction, family: number): string {
-  return `{out_ifindex ${a.outIfindex}, conn_id ${a.connId}, dir ${a.dir}, flags ${a.flags}, mtu ${a.mtu}, dmac ${hex(a.dmac)}, smac ${hex(a.smac)}, nat ${addrText(a.saddr, family)}:${a.sport} > ${addrText(a.daddr, family)}:${a.dport}, deltas l3 0x${a.l3CsumDelta.toString(16)} pseudo 0x${a.l4CsumPseudo.toString(16)} ports 0x${a.l4CsumPorts.toString(16)}, egress vlan [0x${a.egressVlan[0].toString(16)}, 0x${a.egressVlan[1].toString(16)}] pppoe 0x${a.egressPppoeSid.toString(16)} dsa ${taggerName(a.egressDsaTagger ?? 0)}/${a.egressDsaPort ?? 0}}`;
+  return `{out_ifindex ${a.outIfindex}, conn_id ${a.connId}, dir ${a.dir}, flags ${a.flags}, mtu ${a.mtu}, dmac ${hex(a.dmac)}, smac ${hex(a.smac)}, nat ${addrText(a.saddr, family)}:${a.sport} > ${addrText(a.daddr, family)}:${a.dport}, deltas l3 0x${a.l3CsumDelta.toString(16)} pseudo 0x${a.l4CsumPseudo.toString(16)} ports 0x${a.l4CsumPorts.toString(16)}, egress vlan [0x${a.egressVlan[0].toString(16)}, 0x${a.egressVlan[1].toString(16)}] pppoe 0x${a.egressPppoeSid.toString(16)} dsa ${taggerName(a.egressDsaTagger ?? 0)}/${a.egressDsaPort ?? 0}, ingress dmac ${a.ingressDmac ? hex(a.ingressDmac) : "-"} smac ${a.ingressSmac ? hex(a.ingressSmac) : "-"}}`;
 }
 
 function firstDifference(a: Uint8Array, b: Uint8Array): number {
@@ -255,7 +255,7 @@ export class Fuzzer {
     for (const key of keys.values()) {
       // Now and then a conn_id without a stats slot: the datapath must leave it to the stack.
       const connId = rng.chance(0.03) ? STATS_SLOTS + rng.int(1000) : slot++;
-      const action = genAction(rng, key, { connId, ingressIfindex: INGRESS_IFINDEX, l3Len: parsedBase.p.l3Len });
+      const action = genAction(rng, key, { connId, ingressIfindex: INGRESS_IFINDEX, l3Len: parsedBase.p.l3Len, dmac: parsedBase.p.dmac, smac: parsedBase.p.smac });
       dp.flows.update(encodeKey(key), encodeAction(action));
       if (connId < STATS_SLOTS) dp.stats.update(u32le(connId), this.zeroStats);
       model.install(key, action);

@@ -38,6 +38,9 @@ export interface Conduit {
 /** What the model learnt about an acceptable frame. */
 export interface Parsed {
   key: FlowKey;
+  /** The Ethernet header's destination and source MACs (behind a prepended DSA tag). */
+  dmac: Uint8Array;
+  smac: Uint8Array;
   l3Off: number;
   l3Len: number;
   /** IP header length (20 or 40): where the L4 header starts within the L3 packet. */
@@ -143,10 +146,11 @@ export function parseIngress(f: Uint8Array, conduit: Conduit, ifindex: number): 
     pos = tag.prepend;
   }
   if (n < pos + 14) return reject("truncated Ethernet header");
-  // The forwarding path only takes unicast (PACKET_HOST) frames. The datapath does not know the
-  // device's own MAC, so a unicast frame for another host (PACKET_OTHERHOST, which ip_rcv drops)
-  // is forwarded: a known gap, mirrored here rather than asserted.
+  // The forwarding path only takes unicast frames; whether one is for this router (PACKET_HOST)
+  // or another host (PACKET_OTHERHOST) is up to the flow's action (ModelState.decide).
   if (f[pos]! & 1) return reject("multicast or broadcast destination");
+  const dmac = f.slice(pos, pos + 6);
+  const smac = f.slice(pos + 6, pos + 12);
   pos += 12;
   if (tag.after) {
     if (n < pos + tag.after + 2) return reject("truncated DSA tag");
@@ -171,8 +175,8 @@ export function parseIngress(f: Uint8Array, conduit: Conduit, ifindex: number): 
   let pppoeLen = -1;
   if (etype === ETH_P_PPP_SES) {
     // RFC 2516: ver 1, type 1, code 0 in the session stage; session 0xffff is reserved and 0
-    // is no session to the flow key. (pppoe_rcv also wants the peer's source MAC; the key has
-    // only the session id: a known gap, mirrored here rather than asserted.)
+    // is no session to the flow key. (pppoe_rcv also wants the peer's source MAC: the action's
+    // ingress source MAC, checked in ModelState.decide.)
     if (n < pos + 8) return reject("truncated PPPoE header");
     if (f[pos] !== 0x11 || f[pos + 1] !== 0) return reject("PPPoE: not a version 1 session frame");
     pppoeSid = u16(f, pos + 2);
@@ -260,6 +264,8 @@ export function parseIngress(f: Uint8Array, conduit: Conduit, ifindex: number): 
         saddr,
         daddr,
       },
+      dmac,
+      smac,
       l3Off,
       l3Len,
       ipHdrLen,
@@ -504,6 +510,12 @@ export function l4Residue(l3: Uint8Array, family: number, proto: number, ipHdrLe
 
 // ---- The flow table and the decision ----
 
+/** An ingress MAC of an action against the frame's: absent or all zero matches anything. */
+function macMatches(want: Uint8Array | undefined, got: Uint8Array): boolean {
+  const w = Array.from({ length: 6 }, (_, i) => want?.[i] ?? 0);
+  return w.every((b) => b === 0) || w.every((b, i) => b === got[i]);
+}
+
 export interface DirCount {
   packets: number;
   bytes: number;
@@ -553,6 +565,11 @@ export class ModelState {
     const p = r.p;
     const a = this.flows.get(keyId(p.key));
     if (!a) return pass("no flow");
+    // flow_abi.h: a frame must carry the action's ingress MACs, unless they are all zero; else
+    // the kernel decides (ip_rcv drops PACKET_OTHERHOST, a bridge forwards it; pppoe_rcv knows
+    // the session only from its peer). Before everything else: such a frame is not the flow's.
+    if (!macMatches(a.ingressDmac, p.dmac)) return pass("unicast for another MAC than the action's");
+    if (!macMatches(a.ingressSmac, p.smac)) return pass("source MAC not the action's (PPPoE peer)");
     if (hook === "xdp" && a.flags & FLOW_ACT_TC_ONLY) return pass("TC-only flow on XDP");
     const slot = a.connId < this.statsSlots;
     if (a.flags & FLOW_ACT_DROP) {

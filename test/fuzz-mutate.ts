@@ -169,13 +169,29 @@ const destMac: Mutator = (f, t, rng) => {
   return { frame: f, desc: "multicast destination bit" };
 };
 
-/** Still valid: the datapath rewrites both MACs anyway. */
+/**
+ * Other unicast MACs: a frame for another host (a second gateway), or from another PPPoE peer.
+ * Valid as a frame; the flow's ingress MAC checks decide whether it is the flow's.
+ */
 const macs: Mutator = (f, t, rng) => {
   const at = t.layout.prepend;
-  put(f, at, rng.bytes(12));
+  const which = rng.weighted([
+    [40, "destination"],
+    [30, "source"],
+    [30, "both"],
+  ] as const);
+  if (which !== "source") put(f, at, rng.chance(0.5) ? rng.bytes(6) : flipBit(f.slice(at, at + 6), rng));
+  if (which !== "destination") put(f, at + 6, rng.chance(0.5) ? rng.bytes(6) : flipBit(f.slice(at + 6, at + 12), rng));
   f[at] = f[at]! & 0xfe;
-  return { frame: f, desc: "other unicast MACs" };
+  return { frame: f, desc: `other unicast ${which} MAC${which === "both" ? "s" : ""}` };
 };
+
+/** mac with one random bit flipped (the multicast bit of byte 0 is cleared afterwards anyway). */
+function flipBit(mac: Uint8Array, rng: Rng): Uint8Array {
+  const i = rng.int(48);
+  mac[i >> 3] = mac[i >> 3]! ^ (1 << (i & 7));
+  return mac;
+}
 
 // ---- IPv4 ----
 
@@ -540,7 +556,7 @@ const MUTATORS: readonly (readonly [number, Mutator, Focus?])[] = [
   [2, randomFrame],
   [3, ethertype],
   [2, destMac],
-  [2, macs],
+  [3, macs],
   [4, v4Length],
   [3, v4Ihl],
   [1, v4Version],

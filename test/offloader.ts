@@ -48,7 +48,11 @@ export class Offloader {
     this.ownDirs = !dirs;
     this.dirs = dirs ?? new StateDirs();
     this.proc = Bun.spawn(
-      ["ip", "netns", "exec", lab.router, BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir],
+      [
+        "ip", "netns", "exec", lab.router, BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir,
+        // Flows offloaded and handed back are logged at debug level; the tests watch for them.
+        ...(args.includes("--log-level") ? [] : ["--log-level", "debug"]),
+      ],
       { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
     );
     this.reading = this.collect(this.proc.stderr);
