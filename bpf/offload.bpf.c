@@ -1144,7 +1144,14 @@ static __always_inline int tc_strip_l2(struct __sk_buff *skb, const struct pkt *
 		bpf_csum_update(skb, bpf_csum_diff(data + ETH_HLEN, n, (void *)&buf[2], n, 0));
 	}
 	n = (off - 2 * ETH_ALEN) & 0x1f;
-	if (n < 2 || n > sizeof(buf) || bpf_skb_store_bytes(skb, 2 * ETH_ALEN, buf, n, 0))
+	if (n < 2)
+		return -1;
+	/*
+	 * Keep the two bounds apart: clang merges them into one check on a copy of n, whose bound
+	 * the 6.1 verifier does not carry back to n ("invalid zero-sized read" in the helper).
+	 */
+	asm volatile("" : "+r"(n));
+	if (n > sizeof(buf) || bpf_skb_store_bytes(skb, 2 * ETH_ALEN, buf, n, 0))
 		return -1;
 
 	if (!skb->vlan_present && bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q), 0))

@@ -34,6 +34,7 @@ import {
   ATTR_ZONE,
   CONNTRACK,
   IPS_ASSURED,
+  IPS_SEEN_REPLY,
   IPS_CONFIRMED,
   IPS_DYING,
   IPS_HELPER,
@@ -226,6 +227,20 @@ export class Conntrack {
     });
     if (err === ENOENT) return false;
     if (err !== 0) throw new ConntrackError(`marking ${describe(e.orig)} offloaded`, err);
+    return true;
+  }
+
+  /**
+   * Marks a UDP entry as the kernel would after seeing a stream in both directions (SEEN_REPLY,
+   * ASSURED): its packets now take the fast path, so the kernel can't, and an unassured entry
+   * is the first one conntrack evicts when its table is full. Updates e.status; false when gone.
+   */
+  assure(e: CtEntry): boolean {
+    const status = e.status | IPS_SEEN_REPLY | IPS_ASSURED;
+    const err = this.query(NFCT_Q_UPDATE, e.orig, e.zone, (ct) => nf.nfct_set_attr_u32(ct, ATTR_STATUS, status >>> 0));
+    if (err === ENOENT) return false;
+    if (err !== 0) throw new ConntrackError(`marking ${describe(e.orig)} assured`, err);
+    e.status = status;
     return true;
   }
 

@@ -5,6 +5,7 @@
 import {
   DSA_TAGGERS,
   FLOW_ACT_TC_ONLY,
+  IPPROTO_UDP,
   FLOW_STATS_CLOSING,
   LAYOUT,
   decodeAction,
@@ -16,6 +17,7 @@ import {
   type FlowKey,
   type FlowStats,
 } from "./abi.ts";
+import { IPS_ASSURED } from "../ffi/conntrack.ts";
 import { ifNameToIndex } from "../ffi/libc.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
 import { describeEncap, encapActionFields, encapKeyFields, keyEncap, sameEncap } from "./encap.ts";
@@ -64,6 +66,7 @@ interface Conn {
   /** Installed flow key and egress per direction; null while a direction is not offloaded. */
   dirs: [Installed | null, Installed | null];
   packets: bigint;
+  offloadedAt: number;
   lastActive: number;
   lastRefresh: number;
   activeSinceRefresh: boolean;
@@ -86,6 +89,8 @@ const PENDING_MS = 30_000;
  * second: the margin is two thirds of a timeout). Each refresh echoes back as an UPDATE event.
  */
 const REFRESH_BUDGET = 2000;
+/** How long a UDP flow carries traffic both ways before the kernel would call it a stream. */
+const UDP_STREAM_MS = 2_000;
 /** From this many connections on, the sweep reads the stats array in one batch. */
 const BATCH_READ_FROM = 256;
 /** Slots of removed connections rest this long before reuse (see SlotAllocator). */
@@ -219,7 +224,7 @@ export class FlowTable {
     const now = performance.now();
     const conn: Conn = {
       id: slot, entry, plans, dirs: [null, null],
-      packets: 0n, lastActive: now, lastRefresh: now, activeSinceRefresh: false,
+      packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: now, activeSinceRefresh: false,
     };
     // Before the first packet takes the fast path: relax TCP window tracking as the kernel
     // flowtable does, so packets that return to the kernel later are not judged INVALID.
@@ -286,6 +291,18 @@ export class FlowTable {
     return { ingressDmac: l3link.mac.length === 6 ? l3link.mac : none, ingressSmac: none };
   }
 
+  /**
+   * The largest L3 packet the fast path may send: the L3 device's MTU, and what fits on the
+   * lowest device once every header the datapath writes into the frame is counted. The kernel
+   * carries the outer VLAN tag as metadata, and a device takes MTU + one tag: so with QinQ
+   * (plus PPPoE) a full-size packet would be too long for it, and goes to the kernel instead.
+   */
+  private frameMtu(hop: NextHop): number {
+    const inFrame = 4 * hop.encap.vlans.length + (hop.encap.pppoeSid === null ? 0 : 8);
+    const lowest = inFrame > 4 ? this.o.rtnl.link(hop.oif)?.mtu : undefined;
+    return lowest === undefined ? hop.mtu : Math.min(hop.mtu, lowest + 4 - inFrame);
+  }
+
   private dsaTagger(conduit: number): number {
     return DSA_TAGGERS[this.o.rtnl.dsaTagger(conduit) ?? ""] ?? 0;
   }
@@ -298,7 +315,7 @@ export class FlowTable {
       sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
     });
     const action = encodeAction({
-      outIfindex: hop.oif, connId: conn.id, dir: d, flags: this.flagsFor(hop), mtu: hop.mtu, dmac: hop.dmac, smac: hop.smac,
+      outIfindex: hop.oif, connId: conn.id, dir: d, flags: this.flagsFor(hop), mtu: this.frameMtu(hop), dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
       ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
@@ -408,7 +425,7 @@ export class FlowTable {
         continue;
       }
       const conn: Conn = {
-        id, entry, plans, dirs: [null, null], packets: 0n, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
+        id, entry, plans, dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
       };
       for (const { key, action: a } of flows) {
         // The next hop's address is not in the map: the revalidation below fills it in.
@@ -462,6 +479,15 @@ export class FlowTable {
         conn.packets = packets;
         conn.lastActive = now;
         conn.activeSinceRefresh = true;
+      }
+      // The kernel assures a UDP entry once it has carried a stream both ways for a while; it
+      // sees none of this stream now, so the daemon does it (else table-full eviction hits it).
+      const udpStream = conn.entry.orig.proto === IPPROTO_UDP && !(conn.entry.status & IPS_ASSURED);
+      if (udpStream && s.dir[0].packets > 0n && s.dir[1].packets > 0n && now - conn.offloadedAt >= UDP_STREAM_MS) {
+        if (!this.o.ct.assure(conn.entry)) {
+          this.teardown(conn, "conntrack entry gone");
+          continue;
+        }
       }
       const idleMs = conn.entry.orig.proto === 6 ? this.o.tcpTimeoutMs : this.o.udpTimeoutMs;
       if (now - conn.lastActive > idleMs) {

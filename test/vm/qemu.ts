@@ -27,6 +27,12 @@ export interface VmResult {
 
 const MARKER = /EO-VM-EXIT (\d+)/;
 
+/** A console line without carriage returns, terminal escapes and firmware banners; null when only those. */
+function clean(raw: string): string | null {
+  const l = raw.replace(/\r|\x1b(\[[0-9;?]*[a-zA-Z]|c)|SeaBIOS \(version [^)]*\)|Booting from ROM\.\.\./g, "");
+  return l === "" && raw !== "" ? null : l;
+}
+
 export async function runInVm(boot: BootFiles, command: string, opts: VmOptions = {}): Promise<VmResult> {
   const runDir = mkdtempSync(`${resolve(CACHE)}/run-`);
   const script = `${runDir}/cmd.sh`;
@@ -57,16 +63,15 @@ export async function runInVm(boot: BootFiles, command: string, opts: VmOptions 
       // Whole lines, without carriage returns, the firmware's banner and terminal escapes.
       const lines = (partial + dec.decode(chunk, { stream: true })).split("\n");
       partial = lines.pop()!;
-      const text = lines
-        .map((l) => l.replace(/\r|\x1b(\[[0-9;?]*[a-zA-Z]|c)/g, ""))
-        .filter((l) => !/^(SeaBIOS |Booting from ROM)/.test(l))
-        .map((l) => `${l}\n`).join("");
+      // (The firmware ends its last line without a newline: the init's first line follows on it.)
+      const text = lines.map(clean).filter((l) => l !== null).map((l) => `${l}\n`).join("");
       output += text;
       if (Number.isNaN(bootS) && output.includes("vm init:")) bootS = (performance.now() - started) / 1000;
       emit(text);
     }
-    if (partial) emit(partial);
-    output += partial;
+    const last = clean(partial);
+    if (last) emit(last);
+    output += last ?? "";
     const code = await proc.exited;
     const m = MARKER.exec(output);
     const err = await stderr;

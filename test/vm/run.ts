@@ -23,8 +23,9 @@ for (let i = 0; i < argv.length; i++) {
   const a = argv[i]!;
   if (a === "--timeout") timeoutS = Number(argv[++i] ?? usage());
   else if (a === "--mem") memMiB = Number(argv[++i] ?? usage());
-  else if (a === "--") {
-    command = argv.slice(i + 1).join(" ");
+  else if (a === "--" || !a.startsWith("-")) {
+    // (bun itself may swallow a "--" right after the script name.)
+    command = argv.slice(a === "--" ? i + 1 : i).join(" ");
     break;
   } else usage();
 }
@@ -46,5 +47,6 @@ if (command === null) {
 if (process.env.EO_BIN) command = `export EO_BIN='${process.env.EO_BIN}'\n${command}`;
 const boot = prepareBootFiles();
 const res = await runInVm(boot, command, { timeoutS, memMiB, cwd: ROOT });
-console.log(`\nvm: kernel ${boot.release}, booted in ${res.bootS.toFixed(1)} s, ran ${res.totalS.toFixed(1)} s in all, exit ${res.status}`);
+const booted = Number.isNaN(res.bootS) ? "never reached the init" : `booted in ${res.bootS.toFixed(1)} s`;
+console.log(`\nvm: kernel ${boot.release}, ${booted}, ran ${res.totalS.toFixed(1)} s in all, exit ${res.status}`);
 process.exit(res.status);
