@@ -50,6 +50,7 @@ export const libbpf = dlopen(findLibrary(["libbpf.so.1"]), {
   ring_buffer__poll: { args: ["ptr", "i32"], returns: "i32" },
   ring_buffer__consume: { args: ["ptr"], returns: "i32" },
   ring_buffer__free: { args: ["ptr"], returns: "void" },
+  ring_buffer__epoll_fd: { args: ["ptr"], returns: "i32" },
 
   bpf_prog_test_run_opts: { args: ["i32", "ptr"], returns: "i32" },
 });

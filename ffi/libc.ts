@@ -17,6 +17,11 @@ export const libc = dlopen(path, {
   close: { args: ["i32"], returns: "i32" },
   setsockopt: { args: ["i32", "i32", "i32", "ptr", "u32"], returns: "i32" },
   flock: { args: ["i32", "i32"], returns: "i32" },
+  epoll_create1: { args: ["i32"], returns: "i32" },
+  epoll_ctl: { args: ["i32", "i32", "i32", "ptr"], returns: "i32" },
+  epoll_wait: { args: ["i32", "ptr", "i32", "i32"], returns: "i32" },
+  eventfd: { args: ["u32", "i32"], returns: "i32" },
+  write: { args: ["i32", "ptr", "usize"], returns: "i64" },
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
 });
@@ -123,6 +128,48 @@ export function tryLock(fd: number): boolean {
   const e = errno();
   if (e === EWOULDBLOCK) return false;
   throw new OsError(`locking fd ${fd}`, e);
+}
+
+const EPOLL_CTL_ADD = 1;
+const EPOLLIN = 0x1;
+const EINTR = 4;
+/** struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16 bytes). */
+const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
+
+/** An epoll instance watching fds for input. */
+export function epollWatching(fds: readonly number[]): number {
+  const ep = libc.symbols.epoll_create1(0);
+  if (ep < 0) throw new OsError("epoll_create1", errno());
+  const ev = new Uint8Array(new ArrayBuffer(16));
+  new DataView(ev.buffer).setUint32(0, EPOLLIN, true);
+  for (const fd of fds) {
+    if (libc.symbols.epoll_ctl(ep, EPOLL_CTL_ADD, fd, ev) !== 0) throw new OsError(`epoll_ctl(${fd})`, errno());
+  }
+  return ep;
+}
+
+const epollEvents = new Uint8Array(new ArrayBuffer(16 * EPOLL_EVENT_SIZE));
+
+/** Blocks until one of the epoll instance's fds is readable (the calling thread sleeps). */
+export function epollWait(ep: number): void {
+  for (;;) {
+    if (libc.symbols.epoll_wait(ep, epollEvents, 16, -1) >= 0) return;
+    if (errno() !== EINTR) throw new OsError("epoll_wait", errno());
+  }
+}
+
+/** An eventfd: writing to it makes it readable (wakes an epoll_wait on it). */
+export function eventFd(): number {
+  const fd = libc.symbols.eventfd(0, 0);
+  if (fd < 0) throw new OsError("eventfd", errno());
+  return fd;
+}
+
+const one = new Uint8Array(new ArrayBuffer(8));
+new DataView(one.buffer).setBigUint64(0, 1n, true);
+
+export function signalEventFd(fd: number): void {
+  libc.symbols.write(fd, one, 8);
 }
 
 export function close(fd: number): void {

@@ -10,6 +10,7 @@ export const libmnl = dlopen(findLibrary(["libmnl.so.0"]), {
   mnl_socket_sendto: { args: ["ptr", "ptr", "usize"], returns: FFIType.i64_fast },
   mnl_socket_recvfrom: { args: ["ptr", "ptr", "usize"], returns: FFIType.i64_fast },
   mnl_socket_close: { args: ["ptr"], returns: "i32" },
+  mnl_socket_get_fd: { args: ["ptr"], returns: "i32" },
 });
 
 export const NETLINK_ROUTE = 0;

@@ -398,6 +398,12 @@ export class RingBuffer {
   private polling = false;
   private closeRequested = false;
 
+  /** An epoll fd that is readable when samples wait (for an event loop to watch). */
+  get fd(): number {
+    if (this.handle === null) throw BpfError.usage("ring buffer used after close()", EINVAL);
+    return libbpf.symbols.ring_buffer__epoll_fd(this.handle);
+  }
+
   constructor(
     private readonly map: BpfMap,
     onSample: (data: Uint8Array) => void,

@@ -360,6 +360,12 @@ export type ConntrackEventType = "new" | "update" | "destroy";
 const EVENT_BUFFER_BYTES = 8 << 20;
 
 export class ConntrackEvents {
+  /** The event socket, readable when events wait. */
+  get fd(): number {
+    if (this.h === null) throw new ConntrackError("fd of a closed event handle", EBADF);
+    return nf.nfct_fd(this.h);
+  }
+
   /** True when the last drain() met a socket overflow (ENOBUFS): events were lost. */
   overflowed = false;
   private h: Pointer | null;

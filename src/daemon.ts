@@ -10,6 +10,7 @@ import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
 import { Rtnl } from "./nexthop.ts";
 import { RouteEvents } from "./rtevents.ts";
+import { Wakeup } from "./wakeup.ts";
 import { tcOnlyReason } from "./egress.ts";
 import { queryXdpFeatures } from "./genl.ts";
 import { PINNED_MAPS, ensureDir, lockPinPath, pinPathProblem, removePins } from "./pins.ts";
@@ -40,8 +41,6 @@ export interface DaemonConfig {
 
 const { EBUSY } = constants.errno;
 
-/** How often datapath and conntrack events are drained. */
-const POLL_MS = 10;
 /** At most one new-flow event per unknown flow per this interval. */
 const NOTIFY_INTERVAL_NS = 500_000_000n;
 
@@ -57,6 +56,7 @@ export class Daemon {
   private events: ConntrackEvents | null = null;
   private rb: RingBuffer | null = null;
   private routeEvents: RouteEvents | null = null;
+  private wakeup: Wakeup | null = null;
   private topologyChanged = false;
   private egressChanged = false;
   /** Egress devices whose flows take the TC path, with why (see egress.ts). */
@@ -173,9 +173,10 @@ export class Daemon {
       if (ev.type === FLOW_EV_NEW) table.onNewFlow(ev.key);
       else if (ev.type === FLOW_EV_CLOSING) table.onClosing(ev.connId);
     });
-    this.timers.push(setInterval(() => this.guard(() => this.poll()), POLL_MS));
+    this.wakeup = new Wakeup([this.rb.fd, this.events.fd, this.routeEvents.fd], () => this.guard(() => this.poll()));
     this.timers.push(setInterval(() => this.guard(() => {
       this.heartbeat();
+      this.poll(); // a backstop: everything is drained on wake-ups already
       table.sweep();
       this.writeStatus();
     }), 1000));
@@ -351,6 +352,8 @@ export class Daemon {
   stop(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.wakeup?.close();
+    this.wakeup = null;
     for (const a of this.attachments.splice(0)) {
       a.detach();
       this.log.info(`detached from ${a.ifname}`);

@@ -96,6 +96,12 @@ export class RouteEvents {
     }
   }
 
+  /** The socket, readable when notifications wait. */
+  get fd(): number {
+    if (this.sock === null) throw new NetlinkError("socket closed", 9);
+    return libmnl.symbols.mnl_socket_get_fd(this.sock);
+  }
+
   drain(): void {
     this.overflowed = false;
     while (this.sock !== null) {

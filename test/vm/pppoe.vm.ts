@@ -110,9 +110,16 @@ for (const stack of STACKS) {
             expect(res.reply.bytes).toBe(MIB * 1024 * 1024 + 1024);
             expect(res.reply.peer.replace(/^::ffff:/, "")).toBe(family === 4 ? VADDR.routerWan4 : VADDR.routerWan6);
             const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+(\d+) packets: FIN\/RST/);
-            // 16 MiB in segments of at most 1452 bytes (PPPoE MTU 1492): over 11,000 of them.
-            expect(Number(m[1])).toBeGreaterThan(10_000);
-            expect(lab.forwardedPackets() - before).toBeLessThan(20);
+            if (stack.vlans.length < 2) {
+              // 16 MiB in segments of at most 1452 bytes (PPPoE MTU 1492): over 11,000 of them.
+              expect(Number(m[1])).toBeGreaterThan(10_000);
+              expect(lab.forwardedPackets() - before).toBeLessThan(20);
+            } else {
+              // QinQ: the datapath writes both tags into the frame where the kernel carries the outer
+              // one as metadata, so full-size segments would be 4 bytes too long for the device and go
+              // to the kernel (the flow's MTU says so); the ACKs coming back take the fast path.
+              expect(Number(m[2])).toBeGreaterThan(1_000);
+            }
             expect(lab.invalidPackets()).toBe(0);
           } finally {
             expect(await off.stop()).toBe(0);
