@@ -3,7 +3,9 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { DaemonConfig, HookChoice } from "./daemon.ts";
-import { DEFAULT_PIN_PATH, DEFAULT_RUN_DIR } from "./pins.ts";
+// No shared library may load before a command needs one: `--version` and `--help` work anywhere.
+export const DEFAULT_PIN_PATH = "/sys/fs/bpf/ebpf-offloader";
+export const DEFAULT_RUN_DIR = "/run/ebpf-offloader";
 
 export class UsageError extends Error {}
 

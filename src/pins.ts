@@ -5,8 +5,6 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { tryLock } from "../ffi/libc.ts";
 import { dirname } from "node:path";
 
-export const DEFAULT_PIN_PATH = "/sys/fs/bpf/ebpf-offloader";
-export const DEFAULT_RUN_DIR = "/run/ebpf-offloader";
 
 /** The maps that outlive the daemon process. */
 export const PINNED_MAPS = ["flows", "flow_stats", "flow_config", "iface_stats"] as const;

@@ -26,8 +26,8 @@ describe("a bridged LAN", () => {
       expect(off.output).toMatch(/offloaded tcp 10\.200\.2\.2:5201 -> \S+ \(dnat 10\.200\.1\.2:\d+\) wan -> lan1\n/);
       const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+\d+ packets: FIN\/RST/);
       expect(Number(m[1])).toBeGreaterThan(20_000);
-      expect(lab.forwardedPackets() - fwdBefore).toBeLessThan(20);
-      expect(lab.rxPackets("br-lan") - bridgeBefore).toBeLessThan(20);
+      expect(lab.forwardedPackets() - fwdBefore).toBeLessThan(100);
+      expect(lab.rxPackets("br-lan") - bridgeBefore).toBeLessThan(100);
     } finally {
       expect(await off.stop()).toBe(0);
     }

@@ -24,10 +24,11 @@ describe.each(["xdp-native", "xdp-generic", "tc"])("through a NAT router with --
         expect(res.reply.peer.replace(/^::ffff:/, "")).toBe(routerWan);
         const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+(\d+) packets: FIN\/RST/, 5000);
         // 48 MiB is over 30,000 segments: nearly all of them must have bypassed the forward chain,
-        // which sees only the FIN exchange after the hand-back.
+        // which sees only the FIN exchange after the hand-back and the server's ACKs for the last
+        // data (the FIN rides behind it and puts the connection back on the kernel path first).
         expect(Number(m[1])).toBeGreaterThan(30_000);
         expect(Number(m[2])).toBeGreaterThan(100); // ACKs: the server acknowledges GRO-merged bursts
-        expect(lab.forwardedPackets() - before).toBeLessThan(20);
+        expect(lab.forwardedPackets() - before).toBeLessThan(100);
         expect(lab.invalidPackets()).toBe(0);
         // Conntrack saw the close: the entry left ESTABLISHED.
         await Bun.sleep(200);
@@ -75,7 +76,7 @@ describe("--hook tc with CHECKSUM_PARTIAL packets (checksum offload on the sende
         expect(res.reply.sha256).toBe(res.sent);
         const m = await off.waitFor(/handed back tcp .* after (\d+)\+\d+ packets: FIN\/RST/, 5000);
         expect(Number(m[1])).toBeGreaterThan(100);
-        expect(lab.forwardedPackets() - before).toBeLessThan(20);
+        expect(lab.forwardedPackets() - before).toBeLessThan(100);
       } finally {
         expect(await off.stop()).toBe(0);
       }
@@ -183,7 +184,7 @@ describe("an admin's shaper on the egress device", () => {
       const res = await client.go();
       expect(res.reply.sha256).toBe(res.sent);
       // Offloaded (the forward chain saw almost nothing), yet every segment passed the shaper.
-      expect(lab.forwardedPackets() - forwarded).toBeLessThan(20);
+      expect(lab.forwardedPackets() - forwarded).toBeLessThan(100);
       expect(sentByShaper() - shaped).toBeGreaterThan(10_000);
     } finally {
       expect(await off.stop()).toBe(0);
