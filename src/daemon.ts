@@ -197,7 +197,8 @@ export class Daemon {
       this.applyEgressPolicy();
     }
     if (this.routeEvents?.overflowed) this.table?.revalidateAll();
-    this.table?.revalidate();
+    // A route change can make thousands of flows stale: a batch now, the rest right after.
+    if (this.table?.revalidate()) setTimeout(() => this.guard(() => this.poll()), 0);
   }
 
   private u32(n: number): Uint8Array {

@@ -380,10 +380,13 @@ export class FlowTable {
     return effect;
   }
 
-  /** Resolves up to `budget` stale connections again: updates, or hands back, what changed. */
-  revalidate(budget = 1000): void {
+  /**
+   * Resolves up to `budget` stale connections again: updates, or hands back, what changed.
+   * Returns whether some are left (the caller comes back soon, so events are not held up).
+   */
+  revalidate(budget = 1000): boolean {
     for (const c of this.stale) {
-      if (budget-- <= 0) return;
+      if (budget-- <= 0) return true;
       this.stale.delete(c);
       for (const d of [0, 1] as const) {
         const x = c.dirs[d];
@@ -397,6 +400,7 @@ export class FlowTable {
         else x.hop = hop;
       }
     }
+    return false;
   }
 
   /**
