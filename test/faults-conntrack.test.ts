@@ -1,33 +1,21 @@
 // Conntrack faults under offloaded traffic: the table flushed, conntrack events lost (the event
 // socket overflows while the daemon is stopped), the table full. The daemon drops what conntrack
 // dropped, resynchronises, keeps running, and its flow map matches conntrack afterwards.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
+import { afterAll, describe, expect, test } from "bun:test";
+import { ADDR, type Lab } from "./lab.ts";
 import { Offloader } from "./offloader.ts";
-import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
+import { labFixture, startTcpClient, startUdpClient, tcpSink, udpEchoOn } from "./traffic.ts";
 import { arrivalCounter, checkMap, conntrackCount, errorLines, expectAlive, startTcpTransfer, startUdpFlow, stillFor, until } from "./fixtures/faults.ts";
 import { Flood, dropAtServer } from "./fixtures/flood.ts";
 
 describe("conntrack faults", () => {
-  let lab: Lab;
-  let flood: Flood;
-  const children: { kill(): void }[] = [];
-
-  beforeAll(async () => {
-    removeStaleLabs("eo");
-    lab = new Lab().create();
+  let lab!: Lab;
+  let flood: Flood | undefined; // built with the lab
+  labFixture({}, [tcpSink, udpEchoOn("7001", "7002", "7003")], (l) => (lab = l), (l) => {
     flood = new Flood();
-    dropAtServer(lab);
-    children.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
-    for (const port of ["7001", "7002", "7003"]) children.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, port]));
-    await Bun.sleep(300);
+    dropAtServer(l);
   });
-
-  afterAll(() => {
-    for (const c of children) c.kill();
-    lab?.destroy();
-    flood?.remove();
-  });
+  afterAll(() => flood?.remove());
 
   /** The flow map holds connections again, every one of them as conntrack has it. */
   const expectMapMatches = async (off: Offloader, minFlows: number) => {
@@ -90,7 +78,7 @@ describe("conntrack faults", () => {
       await Bun.sleep(300);
       off.kill("SIGSTOP");
       // 150,000 new flows: their NEW events overflow the stopped daemon's event socket.
-      const sent = await flood.run(lab, 150_000, { rate: 100_000 });
+      const sent = await flood!.run(lab, 150_000, { rate: 100_000 });
       expect(sent.sent).toBeGreaterThanOrEqual(150_000);
       // Lost with the overflow: this DESTROY event is queued behind the flood, if at all.
       lab.exec(lab.router, ["conntrack", "-D", "-p", "udp", "--dport", "7002"]);
@@ -123,7 +111,7 @@ describe("conntrack faults", () => {
       const tcp = await startTcpClient(lab, off, ADDR.server4, 128);
       const udp = await startUdpFlow(lab, off, ADDR.server4, 7001);
       const tcpDone = tcp.go();
-      const sent = await flood.run(lab, Math.ceil(max * 1.1));
+      const sent = await flood!.run(lab, Math.ceil(max * 1.1));
       expect(sent.sent).toBeGreaterThan(max);
       // Full: the kernel now evicts unreplied entries to make room (or drops new packets).
       expect(conntrackCount(lab)).toBeGreaterThanOrEqual(max * 0.95);

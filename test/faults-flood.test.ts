@@ -1,11 +1,11 @@
 // A flood of distinct UDP flows against a small flow map (--max-flows 1024): established
 // offloaded connections keep working (or fall back to the kernel), nothing blocks, the daemon's
 // memory stays bounded and it warns once that the table is full.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { realpathSync } from "node:fs";
-import { ADDR, Lab, removeStaleLabs } from "./lab.ts";
+import { ADDR, type Lab } from "./lab.ts";
 import { BIN, Offloader } from "./offloader.ts";
-import { BUN, FIX, startTcpClient } from "./traffic.ts";
+import { labFixture, startTcpClient, tcpSink, udpEcho } from "./traffic.ts";
 import {
   arrivalCounter, checkMap, conntrackCount, errorLines, exeOf, expectAlive, rssKiB, startUdpFlow, stillFor,
 } from "./fixtures/faults.ts";
@@ -22,25 +22,13 @@ const FLOWS = 300_000;
 const RSS_GROWTH_BOUND_KIB = 96 * 1024;
 
 describe("a flood of new flows against --max-flows 1024", () => {
-  let lab: Lab;
-  let flood: Flood;
-  const children: { kill(): void }[] = [];
-
-  beforeAll(async () => {
-    removeStaleLabs("eo");
-    lab = new Lab().create();
+  let lab!: Lab;
+  let flood: Flood | undefined; // built with the lab
+  labFixture({}, [tcpSink, udpEcho], (l) => (lab = l), (l) => {
     flood = new Flood();
-    dropAtServer(lab);
-    children.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
-    children.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]));
-    await Bun.sleep(300);
+    dropAtServer(l);
   });
-
-  afterAll(() => {
-    for (const c of children) c.kill();
-    lab?.destroy();
-    flood?.remove();
-  });
+  afterAll(() => flood?.remove());
 
   test(`${FLOWS} flows twice over: transfers go on, memory bounded, one warning`, async () => {
     const off = new Offloader(lab, ["lan", "wan", "--max-flows", String(MAX_FLOWS)]);
@@ -57,7 +45,7 @@ describe("a flood of new flows against --max-flows 1024", () => {
       const baseline = rssKiB(off.pid)!;
       sampling = setInterval(() => (peak = Math.max(peak, rssKiB(off.pid) ?? 0)), 200);
       const transfer = tcp.go();
-      const sent = await flood.run(lab, FLOWS, { rounds: 2 });
+      const sent = await flood!.run(lab, FLOWS, { rounds: 2 });
       expect(sent.sent).toBe(FLOWS * 2);
       // The flood filled the flow map and more than filled conntrack's table.
       const res = await transfer;

@@ -1,29 +1,16 @@
 // The daemon killed (SIGKILL) or stopped (SIGSTOP) mid-transfer while conntrack changes under it,
 // then continued or restarted: transfers complete, and the flow map holds exactly what conntrack
 // allows, with no duplicate or stale flow left over from before (adoption re-checks every one).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { ADDR, Lab, removeStaleLabs, sh } from "./lab.ts";
+import { ADDR, type Lab, sh } from "./lab.ts";
 import { Offloader, StateDirs } from "./offloader.ts";
-import { BUN, FIX, startTcpClient, startUdpClient } from "./traffic.ts";
+import { BUN, FIX, labFixture, startTcpClient, startUdpClient, tcpSink, udpEchoOn } from "./traffic.ts";
 import { arrivalCounter, checkMap, errorLines, expectAlive, startUdpFlow, stillFor, until } from "./fixtures/faults.ts";
 
 describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", () => {
-  let lab: Lab;
-  const children: { kill(): void }[] = [];
-
-  beforeAll(async () => {
-    removeStaleLabs("eo");
-    lab = new Lab().create();
-    children.push(lab.spawn(lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]));
-    for (const port of ["7001", "7002", "7003"]) children.push(lab.spawn(lab.server, [BUN, `${FIX}/udp-echo.ts`, port]));
-    await Bun.sleep(300);
-  });
-
-  afterAll(() => {
-    for (const c of children) c.kill();
-    lab?.destroy();
-  });
+  let lab!: Lab;
+  labFixture({}, [tcpSink, udpEchoOn("7001", "7002", "7003")], (l) => (lab = l));
 
   /** Polls until the map matches conntrack (the daemon had a moment to settle), or fails with why not. */
   const expectMapMatches = async (off: Offloader) => {

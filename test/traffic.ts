@@ -10,7 +10,9 @@ export const BUN = process.execPath;
 /** Servers a lab's tests talk to: [namespace, command] pairs. */
 export type Servers = (lab: Lab) => [string, string[]][];
 export const tcpSink: Servers = (lab) => [[lab.server, [BUN, `${FIX}/tcp-sink.ts`, "5201"]]];
-export const udpEcho: Servers = (lab) => [[lab.server, [BUN, `${FIX}/udp-echo.ts`, "7001"]]];
+/** UDP echo servers at the server, one per port. */
+export const udpEchoOn = (...ports: string[]): Servers => (lab) => ports.map((p) => [lab.server, [BUN, `${FIX}/udp-echo.ts`, p]]);
+export const udpEcho: Servers = udpEchoOn("7001");
 
 /**
  * A lab for the tests of one describe block: built (with its servers running, after `setup`)
