@@ -42,14 +42,17 @@ export class Offloader {
   private readonly proc: Subprocess<"ignore", "pipe", "pipe">;
   private readonly reading: Promise<void>;
   private readonly ownDirs: boolean;
+  private readonly waitMs: number;
   readonly dirs: StateDirs;
 
-  constructor(lab: Lab, args: string[], dirs?: StateDirs) {
+  /** A lab's router namespace (test/lab.ts, or the VM's lab); `bin`: another build; `waitMs`: waitFor's default. */
+  constructor(lab: Pick<Lab, "router">, args: string[], dirs?: StateDirs, opts: { bin?: string; waitMs?: number } = {}) {
     this.ownDirs = !dirs;
     this.dirs = dirs ?? new StateDirs();
+    this.waitMs = opts.waitMs ?? 10_000;
     this.proc = Bun.spawn(
       [
-        "ip", "netns", "exec", lab.router, BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir,
+        "ip", "netns", "exec", lab.router, opts.bin ?? BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir,
         // Flows offloaded and handed back are logged at debug level; the tests watch for them.
         ...(args.includes("--log-level") ? [] : ["--log-level", "debug"]),
       ],
@@ -72,7 +75,7 @@ export class Offloader {
   }
 
   /** Waits until the log matches, or throws with the log so far. */
-  async waitFor(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+  async waitFor(re: RegExp, timeoutMs = this.waitMs): Promise<RegExpMatchArray> {
     const end = Date.now() + timeoutMs;
     for (;;) {
       const m = this.log.match(re);
