@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "inet_csum.h"
+
 #define FRAME_LEN 60
 #define BATCH 64
 #define MAX_FLOWS 65536
@@ -56,24 +58,6 @@ static void die(const char *what)
 {
 	perror(what);
 	exit(1);
-}
-
-static uint32_t sum16(const void *data, size_t len, uint32_t sum)
-{
-	const uint8_t *p = data;
-
-	for (; len > 1; p += 2, len -= 2)
-		sum += (uint32_t)p[0] << 8 | p[1];
-	if (len)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return htons((uint16_t)~sum);
 }
 
 static void build(struct frame *f, const uint8_t *src_mac, const uint8_t *dst_mac, uint32_t saddr,

@@ -53,18 +53,11 @@ import {
   type FrameSpec,
 } from "./packet.ts";
 
-const OBJECT_PATH = `${import.meta.dir}/../build/offload.bpf.o`;
+import {
+  CLIENT_MAC, EGRESS_MAC, INGRESS_IFINDEX, MAX_CONNS, NEXT_HOP_MAC, OBJECT_PATH, OTHER_MAC, OUT_IFINDEX, ROUTER_MAC,
+} from "./datapath-env.ts";
+
 const IMAGE = await Bun.file(OBJECT_PATH).bytes();
-/** The loopback device: a test run needs a real device to name as the ingress. */
-const INGRESS_IFINDEX = 1;
-const OUT_IFINDEX = 42;
-const ROUTER_MAC = "02:00:00:00:00:01";
-const CLIENT_MAC = "02:00:00:00:00:02";
-const NEXT_HOP_MAC = "02:00:00:00:00:03";
-const EGRESS_MAC = "02:00:00:00:00:04";
-/** Another host on the ingress segment: a second gateway, another PPPoE peer. */
-const OTHER_MAC = "02:00:00:00:00:99";
-const MAX_CONNS = 1024;
 /** User ports 0-6 exist on every test conduit; 7 does not. */
 const DSA_PORTS = 0x7f;
 const BAD_PORT = 7;

@@ -47,18 +47,10 @@ import {
   type FrameSpec,
 } from "./packet.ts";
 
-const OBJECT_PATH = `${import.meta.dir}/../build/offload.bpf.o`;
-/** The loopback device: a test run needs a real device to name as the ingress. */
-const INGRESS_IFINDEX = 1;
-/** Never used to transmit: a test run returns the redirect verdict without sending. */
-const OUT_IFINDEX = 42;
-const ROUTER_MAC = "02:00:00:00:00:01";
-const CLIENT_MAC = "02:00:00:00:00:02";
-const NEXT_HOP_MAC = "02:00:00:00:00:03";
-const EGRESS_MAC = "02:00:00:00:00:04";
-/** Another host on the ingress segment (a second gateway on the LAN, another PPPoE peer). */
-const OTHER_MAC = "02:00:00:00:00:99";
-const MAX_CONNS = 1024;
+import {
+  CLIENT_MAC, EGRESS_MAC, INGRESS_IFINDEX, MAX_CONNS, NEXT_HOP_MAC, OBJECT_PATH, OTHER_MAC, OUT_IFINDEX, ROUTER_MAC,
+} from "./datapath-env.ts";
+
 const HEARTBEAT_TIMEOUT_NS = 5_000_000_000n;
 const NOTIFY_INTERVAL_NS = 1_000_000_000n;
 

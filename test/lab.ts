@@ -176,29 +176,16 @@ export class Lab {
 
   /** Loads an nftables ruleset into the router. */
   nft(ruleset: string): void {
-    const r = Bun.spawnSync(["ip", "netns", "exec", this.router, "nft", "-f", "-"], {
-      stdin: new TextEncoder().encode(ruleset),
-      stderr: "pipe",
-    });
-    if (r.exitCode !== 0) throw new CommandError(`nft: ${r.stderr.toString().trim()}`);
+    loadRuleset(this.router, ruleset);
   }
 
   /** Packets counted by the router's forward chain (after the invalid check). */
   forwardedPackets(): number {
-    return this.counter("forwarded");
+    return nftCounter(this.router, "forwarded");
   }
 
   invalidPackets(): number {
-    return this.counter("invalid");
-  }
-
-  private counter(name: string): number {
-    const out = JSON.parse(this.exec(this.router, ["nft", "-j", "list", "counter", "inet", "lab", name])) as {
-      nftables: { counter?: { packets: number } }[];
-    };
-    const c = out.nftables.find((o) => o.counter)?.counter;
-    if (!c) throw new CommandError(`no counter ${name}`);
-    return c.packets;
+    return nftCounter(this.router, "invalid");
   }
 
   /** Runs a command inside a namespace and returns its stdout. */
@@ -235,6 +222,25 @@ export class Lab {
       sh(["ip", "netns", "del", ns], { allowFail: true });
     }
   }
+}
+
+/** Loads an nftables ruleset in a namespace. */
+export function loadRuleset(ns: string, ruleset: string): void {
+  const r = Bun.spawnSync(["ip", "netns", "exec", ns, "nft", "-f", "-"], {
+    stdin: new TextEncoder().encode(ruleset),
+    stderr: "pipe",
+  });
+  if (r.exitCode !== 0) throw new CommandError(`nft: ${r.stderr.toString().trim()}`);
+}
+
+/** Packets of the named counter in a namespace's `inet lab` table (both labs' routers have one). */
+export function nftCounter(ns: string, name: string): number {
+  const out = JSON.parse(sh(["ip", "netns", "exec", ns, "nft", "-j", "list", "counter", "inet", "lab", name])) as {
+    nftables: { counter?: { packets: number } }[];
+  };
+  const c = out.nftables.find((o) => o.counter)?.counter;
+  if (!c) throw new CommandError(`no counter ${name}`);
+  return c.packets;
 }
 
 /** Removes labs left behind by runs that were killed before they could clean up. */

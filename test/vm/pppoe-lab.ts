@@ -11,7 +11,7 @@
 // Namespace names are unique per lab; destroy() removes everything, pppd and pppoe-server included.
 import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from "node:fs";
 import type { Subprocess } from "bun";
-import { CommandError, sh } from "../lab.ts";
+import { CommandError, loadRuleset, nftCounter, sh } from "../lab.ts";
 
 export const VADDR = {
   client4: "10.200.1.2",
@@ -181,27 +181,15 @@ export class PppoeLab {
   }
 
   nft(ruleset: string): void {
-    const r = Bun.spawnSync(["ip", "netns", "exec", this.router, "nft", "-f", "-"], {
-      stdin: new TextEncoder().encode(ruleset), stderr: "pipe",
-    });
-    if (r.exitCode !== 0) throw new CommandError(`nft: ${r.stderr.toString().trim()}`);
+    loadRuleset(this.router, ruleset);
   }
 
   forwardedPackets(): number {
-    return this.counter("forwarded");
+    return nftCounter(this.router, "forwarded");
   }
 
   invalidPackets(): number {
-    return this.counter("invalid");
-  }
-
-  private counter(name: string): number {
-    const out = JSON.parse(this.exec(this.router, ["nft", "-j", "list", "counter", "inet", "lab", name])) as {
-      nftables: { counter?: { packets: number } }[];
-    };
-    const c = out.nftables.find((o) => o.counter)?.counter;
-    if (!c) throw new CommandError(`no counter ${name}`);
-    return c.packets;
+    return nftCounter(this.router, "invalid");
   }
 
   /** Packets a device of the router received, from its kernel counters. */
