@@ -25,7 +25,6 @@ const run = defineCommand({
     const log = new Logger(opts.logLevel);
     const { Daemon } = await import("./daemon.ts");
     const daemon = await Daemon.start(opts, log);
-    log.info(`ebpf-offloader ${pkg.version} running on ${daemon.deviceNames().join(", ")}`);
     const stop = (sig: string) => {
       log.info(`${sig}: stopping`);
       daemon.stop();
@@ -38,6 +37,8 @@ const run = defineCommand({
       log.info(`${lines.length} connection(s) offloaded`);
       for (const l of lines) log.info(`  ${l}`);
     });
+    // Only now: whoever waits for this line may signal the daemon at once.
+    log.info(`ebpf-offloader ${pkg.version} running on ${daemon.deviceNames().join(", ")}`);
   },
 });
 
