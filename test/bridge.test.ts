@@ -72,7 +72,8 @@ describe("a station moving to another bridge port", () => {
       const mac = (JSON.parse(lab.exec(lab.client, ["ip", "-j", "link", "show", "eth0"])) as { address: string }[])[0]!.address;
       lab.exec(lab.router, ["bridge", "fdb", "replace", mac, "dev", "lan2", "master", "static"]);
       await off.waitFor(/re-routed udp 10\.200\.2\.2:7001 -> \S+ \(dnat 10\.200\.1\.2:\d+\) wan -> lan2\n/);
-      lab.exec(lab.router, ["bridge", "fdb", "del", mac, "dev", "lan2", "master"]);
+      // The bridge may have dropped the entry already (the station spoke from lan1 again).
+      lab.exec(lab.router, ["bridge", "fdb", "del", mac, "dev", "lan2", "master"], { allowFail: true });
       await client.go();
     } finally {
       expect(await off.stop()).toBe(0);
