@@ -72,7 +72,13 @@ struct flow_action {
 	__u32 conn_id;           /* index into flow_stats, shared by both directions */
 	__u8 dir;                /* 0 = original direction of the conntrack entry, 1 = reply */
 	__u8 flags;              /* FLOW_ACT_* */
-	__u16 mtu;               /* MTU of the egress L3 device: larger packets go to the stack */
+	/*
+	 * The largest L3 packet to send (the egress L3 device's MTU, less what the lowest device
+	 * cannot take): larger packets go to the stack. It counts the frame as the TC program builds
+	 * it, which carries a QinQ outer tag (without a DSA tag) as skb metadata; XDP writes that tag
+	 * into the frame and takes packets up to mtu - 4 only.
+	 */
+	__u16 mtu;
 	__u8 dmac[6];            /* next hop */
 	__u8 smac[6];            /* egress device */
 	__be32 saddr[4];         /* addresses and ports after NAT (unchanged ones copied) */

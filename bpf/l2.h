@@ -50,6 +50,29 @@ static __always_inline int plan_l2(const struct flow_action *a, struct l2_plan *
 	return 0;
 }
 
+/*
+ * TC, QinQ without a DSA tag: the outer tag goes into skb metadata and only the inner one into
+ * the frame, as the kernel's VLAN devices hand a QinQ frame to the driver (which, or
+ * validate_xmit_vlan, inserts the outer tag). A device takes MTU + one in-frame tag, so a
+ * full-size packet fits this way and not with both tags in the frame. XDP has no metadata, and a
+ * DSA tag must stand before every VLAN tag: both tags in the frame then.
+ */
+static __always_inline bool outer_vlan_in_meta(const enum hook hook, const struct l2_plan *l2)
+{
+	return hook == HOOK_TC && l2->nr_vlans == 2 && !l2->dsa_len && !l2->dsa_prepend;
+}
+
+/*
+ * The largest L3 packet this hook may send: flow_action.mtu counts the frame as the TC program
+ * builds it; XDP writes a QinQ outer tag into the frame as well, VLAN_HLEN more.
+ */
+static __always_inline __u32 egress_mtu(__u16 mtu, const enum hook hook, const struct l2_plan *l2)
+{
+	if (hook == HOOK_XDP && l2->nr_vlans == 2 && !l2->dsa_len && !l2->dsa_prepend)
+		return mtu > VLAN_HLEN ? mtu - VLAN_HLEN : 0;
+	return mtu;
+}
+
 static __always_inline __be16 l3_ethertype(const struct pkt *p)
 {
 	return bpf_htons(p->key.family == AF_INET ? ETH_P_IP : ETH_P_IPV6);
@@ -287,8 +310,14 @@ static __always_inline int push_l2(void *ctx, const enum hook hook, const struct
 		return -1;
 	if (vlan[1] && push_vlan(ctx, hook, vlan[1]))
 		return -1;
-	if (vlan[0] && push_vlan(ctx, hook, vlan[0]))
+	if (vlan[0] && outer_vlan_in_meta(hook, l2)) {
+		/* No tag in metadata (tc_strip_l2 saw to it): this only sets it, the frame stays. */
+		if (bpf_skb_vlan_push(ctx, bpf_htons((vlan[0] & FLOW_VLAN_8021AD) ? ETH_P_8021AD : ETH_P_8021Q),
+				      vlan[0] & FLOW_VLAN_VID_MASK))
+			return -1;
+	} else if (vlan[0] && push_vlan(ctx, hook, vlan[0])) {
 		return -1;
+	}
 	if (l2->dsa_len && push_dsa_etype(ctx, hook, l2))
 		return -1;
 	if (write_macs(ctx, hook, a))

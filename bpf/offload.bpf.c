@@ -262,9 +262,9 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 	/* The stack sends ICMP time exceeded. */
 	if (p.ttl <= 1)
 		return verdict_code(VERDICT_PASS, hook);
-	if (exceeds_mtu(&p, act->mtu))
-		return verdict_code(VERDICT_PASS, hook);
 	if (plan_l2(act, &l2, vlan, &pppoe_sid) < 0)
+		return verdict_code(VERDICT_PASS, hook);
+	if (exceeds_mtu(&p, egress_mtu(act->mtu, hook, &l2)))
 		return verdict_code(VERDICT_PASS, hook);
 	/*
 	 * A GSO skb is segmented with its L2 header copied onto every segment: right for VLAN and

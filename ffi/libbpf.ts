@@ -26,6 +26,7 @@ export const libbpf = dlopen(findLibrary(["libbpf.so.1"]), {
   bpf_map__is_internal: { args: ["ptr"], returns: "bool" },
   bpf_map__initial_value: { args: ["ptr", "ptr"], returns: "ptr" },
   bpf_map__set_pin_path: { args: ["ptr", "cstring"], returns: "i32" },
+  bpf_map__reuse_fd: { args: ["ptr", "i32"], returns: "i32" },
 
   bpf_obj_get: { args: ["cstring"], returns: "i32" },
   bpf_obj_get_info_by_fd: { args: ["i32", "ptr", "ptr"], returns: "i32" },

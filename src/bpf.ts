@@ -76,6 +76,12 @@ export interface OpenOptions {
    * entries) and pins a new one otherwise; an incompatible pinned map makes load() fail.
    */
   pin?: { dir: string; maps: readonly string[] };
+  /**
+   * A loaded object of the same image whose maps this one uses instead of creating its own
+   * (bpf_map__reuse_fd): another instance of the programs, with other load-time parameters, on
+   * the same flows. Its read-only data stays its own.
+   */
+  shareMapsOf?: BpfObject;
 }
 
 export class BpfObject {
@@ -111,6 +117,7 @@ export class BpfObject {
       for (const [mapName, n] of Object.entries(opts.maxEntries ?? {})) obj.setMaxEntries(mapName, n);
       if (opts.params) obj.writeParams(opts.params);
       for (const mapName of opts.pin?.maps ?? []) obj.setPinPath(mapName, `${opts.pin!.dir}/${mapName}`);
+      if (opts.shareMapsOf) obj.reuseMaps(opts.shareMapsOf);
     } catch (e) {
       obj.close();
       throw e;
@@ -133,6 +140,15 @@ export class BpfObject {
   private setPinPath(mapName: string, path: string): void {
     const rc = libbpf.symbols.bpf_map__set_pin_path(this.findMap(mapName), cString(path));
     if (rc < 0) throw new BpfError(`BPF map ${mapName}: cannot pin at ${path}`, -rc);
+  }
+
+  private reuseMaps(other: BpfObject): void {
+    for (let m = this.nextMap(null); m !== null; m = this.nextMap(m)) {
+      if (libbpf.symbols.bpf_map__is_internal(m)) continue;
+      const mapName = String(libbpf.symbols.bpf_map__name(m) ?? "");
+      const rc = libbpf.symbols.bpf_map__reuse_fd(m, other.map(mapName).fd);
+      if (rc < 0) throw new BpfError(`BPF map ${mapName}: cannot share the map of BPF object ${other.name}`, -rc);
+    }
   }
 
   private writeParams(params: Uint8Array): void {

@@ -37,6 +37,11 @@ export const runArgs = {
     default: "",
     description: "PPP device=Ethernet device of its PPPoE session, comma-separated (e.g. pppoe-wan=wan.7); only needed when pppd's command line doesn't tell",
   },
+  dsa: {
+    type: "boolean",
+    default: false,
+    description: "Attach to DSA conduits (their switch tags parsed by a program instance per tagger) instead of the DSA user ports",
+  },
   "dry-run": { type: "boolean", default: false, description: "Print which devices would be attached, in which mode and why, then exit" },
 } as const satisfies ArgsDef;
 
@@ -60,7 +65,7 @@ export interface RunOptions extends DaemonConfig {
   logLevel: LogLevel;
 }
 
-type RawRunArgs = { [K in Exclude<keyof typeof runArgs, "dry-run">]: string } & { "dry-run": boolean; _: string[] };
+type RawRunArgs = { [K in Exclude<keyof typeof runArgs, "dry-run" | "dsa">]: string } & { "dry-run": boolean; dsa: boolean; _: string[] };
 
 /** "pppoe-wan=wan.7,ppp1=eth1" as a map; every part must name two devices. */
 function pppoeMap(value: string): Record<string, string> {
@@ -112,6 +117,7 @@ export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number)
     runDir: absolutePath("run-dir", a["run-dir"]),
     pppoe: pppoeMap(a.pppoe),
     dryRun: a["dry-run"],
+    dsa: a.dsa,
   };
 }
 

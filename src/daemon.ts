@@ -5,10 +5,11 @@ import { FLOW_EV_CLOSING, FLOW_EV_NEW, decodeEvent, encodeConfig, encodeParams }
 import { type Attachment, AttachError, type Hook, attach } from "./attach.ts";
 import { constants } from "node:os";
 import { BpfObject, RingBuffer } from "./bpf.ts";
+import { type Conduit, conduitInstanceKey, describeConduit, planConduits } from "./conduits.ts";
 import { Conntrack, ConntrackEvents } from "./conntrack.ts";
 import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
-import { Rtnl } from "./nexthop.ts";
+import { type LowerDevice, Rtnl } from "./nexthop.ts";
 import { RouteEvents } from "./rtevents.ts";
 import { Wakeup } from "./wakeup.ts";
 import { tcOnlyReason } from "./egress.ts";
@@ -32,6 +33,8 @@ export interface DaemonConfig {
   pppoe: Readonly<Record<string, string>>;
   /** Only say what would be attached. */
   dryRun: boolean;
+  /** Conduit mode: attach to DSA conduits (one program instance per tagger) instead of their user ports. */
+  dsa: boolean;
   hook: HookChoice;
   maxFlows: number;
   tcpTimeoutS: number;
@@ -49,6 +52,10 @@ export class DaemonError extends Error {}
 
 export class Daemon {
   private obj: BpfObject;
+  /** Program instances for DSA conduits, by conduitInstanceKey; they share the maps of `obj`. */
+  private readonly instances = new Map<string, BpfObject>();
+  /** The attached DSA conduits (conduit mode), by ifindex. */
+  private conduits = new Map<number, Conduit>();
   private readonly startedAt = Date.now();
   private readonly attachments: Attachment[] = [];
   private rtnl: Rtnl | null = null;
@@ -75,15 +82,42 @@ export class Daemon {
     this.obj = this.open();
   }
 
+  /** The load-time parameters; a conduit's instance adds its tagger and user ports. */
+  private params(conduit?: Conduit): Uint8Array {
+    return encodeParams({
+      heartbeatTimeoutNs: BigInt(this.cfg.heartbeatTimeoutS) * 1_000_000_000n,
+      notifyIntervalNs: NOTIFY_INTERVAL_NS,
+      ...(conduit ? { dsaTagger: conduit.taggerId, dsaPorts: conduit.ports } : {}),
+    });
+  }
+
   private open(): BpfObject {
     return BpfObject.open(this.bytes, {
       maxEntries: { flows: this.cfg.maxFlows, flow_stats: this.cfg.maxFlows },
-      params: encodeParams({
-        heartbeatTimeoutNs: BigInt(this.cfg.heartbeatTimeoutS) * 1_000_000_000n,
-        notifyIntervalNs: NOTIFY_INTERVAL_NS,
-      }),
+      params: this.params(),
       pin: this.pinPath ? { dir: this.pinPath, maps: PINNED_MAPS } : undefined,
     });
+  }
+
+  /** The programs for a device: a conduit's instance (loaded on first use) or the plain ones. */
+  private programsFor(ifindex: number): { xdp: number; tc: number } {
+    const c = this.conduits.get(ifindex);
+    let obj = this.obj;
+    if (c) {
+      const key = conduitInstanceKey(c);
+      let inst = this.instances.get(key);
+      if (!inst) {
+        inst = BpfObject.open(this.bytes, {
+          name: `offload_${c.tagger.replace(/[^a-z0-9]/g, "_")}`.slice(0, 15),
+          params: this.params(c),
+          shareMapsOf: this.obj,
+        });
+        this.instances.set(key, inst);
+        inst.load();
+      }
+      obj = inst;
+    }
+    return { xdp: obj.programFd("offload_xdp"), tc: obj.programFd("offload_tc") };
   }
 
   /** Loads, attaches and starts; on failure nothing stays attached. */
@@ -131,7 +165,7 @@ export class Daemon {
   private startInner(): void {
     this.load();
     const cfg = this.cfg;
-    this.rtnl = new Rtnl({ pppoe: cfg.pppoe });
+    this.rtnl = new Rtnl({ pppoe: cfg.pppoe, dsa: cfg.dsa });
     this.ct = new Conntrack();
     const devices = new Map<number, string>();
     const table = new FlowTable({
@@ -151,7 +185,10 @@ export class Daemon {
     if (adopted) this.log.info(`adopted ${adopted} offloaded connection(s) from the previous run`);
     this.heartbeat();
     const ifaceStats = this.obj.map("iface_stats");
-    for (const a of this.attachAll(this.lowerDevices(this.rtnl))) {
+    const lower = this.lowerDevices(this.rtnl);
+    if (cfg.dsa) this.conduits = planConduits(this.rtnl.topology, lower);
+    for (const c of this.conduits.values()) this.log.info(`${c.ifname}: ${describeConduit(c)}`);
+    for (const a of this.attachAll(lower)) {
       this.attachments.push(a);
       devices.set(a.ifindex, a.ifname);
       ifaceStats.update(this.u32(a.ifindex), new Uint8Array(new ArrayBuffer(ifaceStats.valueSize)));
@@ -258,9 +295,9 @@ export class Daemon {
     }
     if (tcOnly.size && !this.attachments.some((a) => a.hook === "tc")) {
       // The TC program forwards what XDP leaves to it; it must see every ingress device.
-      const tc = this.obj.programFd("offload_tc");
       for (const a of xdp) {
-        this.attachments.push(attach(this.obj.programFd("offload_xdp"), tc, a.ifname, "tc"));
+        const p = this.programsFor(a.ifindex);
+        this.attachments.push(attach(p.xdp, p.tc, a.ifname, "tc"));
         this.log.info(`attached to ${a.ifname} (tc, beside ${a.hook})`);
       }
     }
@@ -281,35 +318,38 @@ export class Daemon {
 
   /**
    * The lowest devices beneath the named ones (a bridge's ports, the Ethernet device under a VLAN
-   * or PPPoE device), or beneath every routed interface when none is named.
+   * or PPPoE device, DSA user ports or with --dsa their conduit), or beneath every routed
+   * interface when none is named.
    */
-  private lowerDevices(rtnl: Rtnl): string[] {
+  private lowerDevices(rtnl: Rtnl): LowerDevice[] {
     const named = this.cfg.interfaces;
     const found = rtnl.lowerDevices(named.length ? named : "all", {
       skip: (ifname, reason) => this.log.info(`not attaching to ${ifname}: ${reason}`),
     });
     if (!found.length) throw new DaemonError(named.length ? `no device to attach to beneath ${named.join(", ")}` : "no routed interface found to attach to; name the interfaces");
     for (const d of found) if (!named.includes(d.ifname)) this.log.info(`attaching to ${d.ifname}: ${d.reason}`);
-    return [...new Set(found.map((d) => d.ifname))];
+    return found;
   }
 
-  private attachAll(ifnames: readonly string[]): Attachment[] {
-    const xdp = this.obj.programFd("offload_xdp");
-    const tc = this.obj.programFd("offload_tc");
+  private attachAll(devices: readonly LowerDevice[]): Attachment[] {
     const done: Attachment[] = [];
-    const attachEach = (hookFor: (ifname: string) => Hook) => {
-      for (const ifname of ifnames) done.push(attach(xdp, tc, ifname, hookFor(ifname)));
+    const attachOne = (d: LowerDevice, hook: Hook) => {
+      const p = this.programsFor(d.ifindex);
+      done.push(attach(p.xdp, p.tc, d.ifname, hook));
+    };
+    const attachEach = (hook: Hook) => {
+      for (const d of devices) attachOne(d, hook);
     };
     try {
       switch (this.cfg.hook) {
         case "xdp":
           // Native where the driver has it, generic elsewhere.
-          for (const ifname of ifnames) {
+          for (const d of devices) {
             try {
-              done.push(attach(xdp, tc, ifname, "xdp-native"));
+              attachOne(d, "xdp-native");
             } catch (e) {
-              this.log.warn(`${(e as Error).message}; using xdp-generic on ${ifname}`);
-              done.push(attach(xdp, tc, ifname, "xdp-generic"));
+              this.log.warn(`${(e as Error).message}; using xdp-generic on ${d.ifname}`);
+              attachOne(d, "xdp-generic");
             }
           }
           return done;
@@ -317,19 +357,18 @@ export class Daemon {
           // Native XDP on every device, or else TC everywhere: TC works on any device and keeps
           // the egress qdisc, where generic XDP is slower than TC.
           try {
-            attachEach(() => "xdp-native");
+            attachEach("xdp-native");
             return done;
           } catch (e) {
             // Someone else's XDP program is not ours to work around: say so and stop.
             if (e instanceof AttachError && e.errno === EBUSY) throw e;
             for (const a of done.splice(0)) a.detach();
             this.log.info(`${(e as Error).message}; using tc on all devices`);
-            attachEach(() => "tc");
+            attachEach("tc");
             return done;
           }
         default: {
-          const hook = this.cfg.hook;
-          attachEach(() => hook);
+          attachEach(this.cfg.hook);
           return done;
         }
       }
@@ -364,6 +403,8 @@ export class Daemon {
     this.routeEvents?.close();
     this.ct?.close();
     this.rtnl?.close();
+    for (const inst of this.instances.values()) inst.close();
+    this.instances.clear();
     this.obj.close();
     this.rb = this.events = this.ct = this.rtnl = this.routeEvents = null;
     if (this.pinPath) removePins(this.pinPath);

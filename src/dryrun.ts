@@ -1,6 +1,7 @@
 // `run --dry-run`: which devices the daemon would attach to, with which hook, and why, and which
 // devices' flows would take the TC path. Reads the system; attaches nothing.
 import type { Hook } from "./attach.ts";
+import { describeConduit, planConduits } from "./conduits.ts";
 import type { DaemonConfig } from "./daemon.ts";
 import { tcOnlyReason } from "./egress.ts";
 import { queryXdpFeatures } from "./genl.ts";
@@ -26,12 +27,13 @@ export function plannedHooks(choice: DaemonConfig["hook"], devices: readonly num
 }
 
 export function dryRun(cfg: DaemonConfig): string[] {
-  const rtnl = new Rtnl({ pppoe: cfg.pppoe });
+  const rtnl = new Rtnl({ pppoe: cfg.pppoe, dsa: cfg.dsa });
   try {
     const lines: string[] = [];
     const found = rtnl.lowerDevices(cfg.interfaces.length ? cfg.interfaces : "all", {
       skip: (ifname, reason) => lines.push(`${ifname}: not attached: ${reason}`),
     });
+    const conduits = cfg.dsa ? planConduits(rtnl.topology, found) : new Map();
     let features: Map<number, number> | null = null;
     try {
       features = queryXdpFeatures();
@@ -45,6 +47,8 @@ export function dryRun(cfg: DaemonConfig): string[] {
     for (const d of found) {
       const h = hooks.get(d.ifindex)!;
       lines.push(`${d.ifname}: attach ${h.hook} (${h.why}); found as ${d.reason}`);
+      const c = conduits.get(d.ifindex);
+      if (c) lines.push(`${d.ifname}: ${describeConduit(c)}; a program instance for ${c.tagger}`);
       const why = tcOnlyReason({ hook: h.hook, rootQdisc: qdiscs.get(d.ifindex) ?? null, xdpFeatures: features?.get(d.ifindex) ?? null }, anyNative);
       if (why) lines.push(`${d.ifname}: flows leaving by it would take the TC path (tc attached beside XDP): ${why}`);
     }

@@ -293,12 +293,14 @@ export class FlowTable {
 
   /**
    * The largest L3 packet the fast path may send: the L3 device's MTU, and what fits on the
-   * lowest device once every header the datapath writes into the frame is counted. The kernel
-   * carries the outer VLAN tag as metadata, and a device takes MTU + one tag: so with QinQ
-   * (plus PPPoE) a full-size packet would be too long for it, and goes to the kernel instead.
+   * lowest device once every header the TC program writes into the frame is counted (a device
+   * takes MTU + one tag). Like the kernel, TC carries a QinQ outer tag as skb metadata (not
+   * behind a DSA tag); XDP writes it into the frame and allows 4 bytes less (bpf/l2.h).
    */
   private frameMtu(hop: NextHop): number {
-    const inFrame = 4 * hop.encap.vlans.length + (hop.encap.pppoeSid === null ? 0 : 8);
+    const { vlans, pppoeSid, dsaPort } = hop.encap;
+    const tagsInFrame = vlans.length === 2 && dsaPort === null ? 1 : vlans.length;
+    const inFrame = 4 * tagsInFrame + (pppoeSid === null ? 0 : 8);
     const lowest = inFrame > 4 ? this.o.rtnl.link(hop.oif)?.mtu : undefined;
     return lowest === undefined ? hop.mtu : Math.min(hop.mtu, lowest + 4 - inFrame);
   }

@@ -166,6 +166,39 @@ describe("programs", () => {
     expect(r.data.subarray(1)).toEqual(frame(100).subarray(1));
   });
 
+  test("shareMapsOf: a second instance with its own params on the first one's maps", () => {
+    const first = load({ params: miniParams(XDP_PASS, 1), maxEntries: { resizable: 64 } });
+    const second = load({ params: miniParams(XDP_DROP, 2), shareMapsOf: first });
+    // Its own .rodata: each instance keeps its verdict and mark.
+    expect(testRun(first.programFd("mini_xdp"), frame()).retval).toBe(XDP_PASS);
+    expect(testRun(second.programFd("mini_xdp"), frame()).retval).toBe(XDP_DROP);
+    // One map: written through the first, read through the second, at the first one's size.
+    first.map("resizable").update(u32(5), u64(55n));
+    const out = new Uint8Array(new ArrayBuffer(8));
+    expect(second.map("resizable").lookup(u32(5), out)).toBe(true);
+    expect(readU64(out)).toBe(55n);
+    expect(second.map("resizable").maxEntries).toBe(64);
+    // One ring buffer: both instances' events come out of the first one's.
+    const marks: number[] = [];
+    const rb = new RingBuffer(first.map("events"), (d) => marks.push(decodeMiniEvent(d).mark));
+    try {
+      rb.poll(0);
+      marks.length = 0;
+      testRun(first.programFd("mini_xdp"), frame());
+      testRun(second.programFd("mini_xdp"), frame());
+      expect(rb.poll(0)).toBe(2);
+      expect(marks).toEqual([1, 2]);
+    } finally {
+      rb.close();
+    }
+  });
+
+  test("shareMapsOf an object not loaded yet: a clear error", () => {
+    const first = BpfObject.open(mini.bytes, { name: "mini" });
+    open.push(first);
+    expect(() => BpfObject.open(mini.bytes, { shareMapsOf: first })).toThrow(/^BPF object mini: map \w+ used before load\(\)$/);
+  });
+
   test("testRun with an xdp_md context", () => {
     const obj = load();
     const ctx = new Uint8Array(24); // struct xdp_md: data, data_end, ... (offsets into the frame)

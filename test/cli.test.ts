@@ -5,7 +5,7 @@ const ifindex = (name: string) => ({ lan: 2, wan: 3 })[name] ?? 0;
 const defaults = {
   hook: "auto", "max-flows": "65536", "tcp-timeout": "30", "udp-timeout": "30",
   "heartbeat-timeout": "5", "log-level": "info", "pin-path": "/sys/fs/bpf/ebpf-offloader", "run-dir": "/run/ebpf-offloader",
-  pppoe: "", "dry-run": false,
+  pppoe: "", "dry-run": false, dsa: false,
 };
 const parse = (over: Partial<typeof defaults> & { _?: string[] }) =>
   parseRunArgs({ ...defaults, _: ["lan", "wan"], ...over }, ifindex);
@@ -15,8 +15,9 @@ describe("run arguments", () => {
     expect(parse({})).toEqual({
       interfaces: ["lan", "wan"], hook: "auto", maxFlows: 65536, tcpTimeoutS: 30, udpTimeoutS: 30,
       heartbeatTimeoutS: 5, logLevel: "info", pinPath: "/sys/fs/bpf/ebpf-offloader", runDir: "/run/ebpf-offloader",
-      pppoe: {}, dryRun: false,
+      pppoe: {}, dryRun: false, dsa: false,
     });
+    expect(parse({ dsa: true }).dsa).toBe(true);
     expect(parse({ pppoe: "pppoe-wan=wan.7,ppp1=eth1" }).pppoe).toEqual({ "pppoe-wan": "wan.7", ppp1: "eth1" });
     expect(parse({ "pin-path": "none", "run-dir": "/tmp/x/" })).toMatchObject({ pinPath: null, runDir: "/tmp/x" });
     // No interface named: the daemon finds the lowest devices of every routed interface.

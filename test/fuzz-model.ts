@@ -385,11 +385,26 @@ function vlanTagValid(tag: number): boolean {
 }
 
 /**
+ * TC carries a QinQ outer tag as skb metadata (not behind a DSA tag), which a test run does not
+ * show; XDP writes it into the frame, so the action's MTU allows it 4 bytes less.
+ */
+function outerTagInMeta(a: FlowAction, hook: HookName): boolean {
+  return hook === "tc" && a.egressVlan[0] !== 0 && a.egressVlan[1] !== 0 && (a.egressDsaTagger ?? DSA_TAG_NONE) === DSA_TAG_NONE;
+}
+
+function hookMtu(a: FlowAction, hook: HookName): number {
+  const qinq = a.egressVlan[0] !== 0 && a.egressVlan[1] !== 0 && (a.egressDsaTagger ?? DSA_TAG_NONE) === DSA_TAG_NONE;
+  return hook === "xdp" && qinq ? Math.max(0, a.mtu - 4) : a.mtu;
+}
+
+/**
  * The egress L2 header for an IP packet of l3Len bytes, outermost first on the wire: DSA tag,
  * VLAN tags (PCP 0, DEI 0), PPPoE session with its length; or why the action cannot be sent.
+ * The frame as the hook's program leaves it (see outerTagInMeta).
  */
-export function egressL2(a: FlowAction, family: number, l3Len: number): Uint8Array | string {
+export function egressL2(a: FlowAction, family: number, l3Len: number, hook: HookName): Uint8Array | string {
   const [outer, inner] = a.egressVlan;
+  const outerInMeta = outerTagInMeta(a, hook);
   if (outer && !vlanTagValid(outer)) return "egress outer VLAN tag invalid";
   if (inner && (!outer || !vlanTagValid(inner))) return "egress inner VLAN tag invalid or without an outer one";
   if (a.egressPppoeSid === 0xffff) return "egress PPPoE session 0xffff";
@@ -408,7 +423,7 @@ export function egressL2(a: FlowAction, family: number, l3Len: number): Uint8Arr
     const et = ip4 ? ETH_P_IP : ETH_P_IPV6;
     after = [et >> 8, et & 0xff];
   }
-  for (const t of [inner, outer]) {
+  for (const t of outerInMeta ? [inner] : [inner, outer]) {
     if (!t) continue;
     const tpid = t & FLOW_VLAN_8021AD ? ETH_P_8021AD : ETH_P_8021Q;
     const vid = t & FLOW_VLAN_VID_MASK;
@@ -585,8 +600,9 @@ export class ModelState {
     if (p.syn) return pass("SYN on an offloaded flow");
     if (p.ttl <= 1) return pass("TTL / hop limit would expire");
     // A GSO packet is cut into segments of hdrLen + gsoSize on egress: those must fit.
-    if (p.l3Len > a.mtu && (!gsoSize || p.hdrLen + gsoSize > a.mtu)) return pass("larger than the egress MTU");
-    const l2 = egressL2(a, p.key.family, p.l3Len);
+    const mtu = hookMtu(a, hook);
+    if (p.l3Len > mtu && (!gsoSize || p.hdrLen + gsoSize > mtu)) return pass("larger than the egress MTU");
+    const l2 = egressL2(a, p.key.family, p.l3Len, hook);
     if (typeof l2 === "string") return pass(l2);
     // Segmenting would copy one PPPoE length onto every segment.
     if (gsoSize && a.egressPppoeSid) return pass("GSO packet to a PPPoE egress");
@@ -596,6 +612,6 @@ export class ModelState {
     out.set(l2);
     out.set(l3, l2.length);
     const tx = hook === "xdp" && a.outIfindex === this.ifindex;
-    return { verdict: tx ? "tx" : "redirect", frame: out, l2Len: l2.length, l3Len: p.l3Len, mtu: a.mtu, gsoSize };
+    return { verdict: tx ? "tx" : "redirect", frame: out, l2Len: l2.length, l3Len: p.l3Len, mtu, gsoSize };
   }
 }

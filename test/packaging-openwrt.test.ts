@@ -137,14 +137,11 @@ describe("procd init script", () => {
     expect(t.params.get("netdev")).toEqual(["lan1", "wan"]);
   });
 
-  test("enabled accepts UCI's boolean spellings; dsa logs that run has no conduit mode yet", () => {
+  test("enabled and dsa accept UCI's boolean spellings; dsa 1 is run --dsa", () => {
     expect(translate({ enabled: "yes", interfaces: ["x"] }).params.get("command")).toBeDefined();
     expect(translate({ enabled: "off", interfaces: ["x"] }).params.get("command")).toBeUndefined();
-    const t = translate({ enabled: "on", interfaces: ["x"], dsa: "1" });
-    expect(t.calls.find((c) => c.fn === "logger")?.args).toEqual([
-      "-t", "ebpf-offloader", "-p", "daemon.warn", "option dsa: run has no DSA conduit mode yet; it attaches to the DSA user ports",
-    ]);
-    expect(t.params.get("command")).not.toContain("--dsa");
+    expect(translate({ enabled: "on", interfaces: ["x"], dsa: "1" }).params.get("command")).toEqual(["/usr/sbin/ebpf-offloader", "run", "--dsa", "x"]);
+    expect(translate({ enabled: "on", interfaces: ["x"], dsa: "off" }).params.get("command")).not.toContain("--dsa");
   });
 
   test("the binary accepts the translated command line", async () => {

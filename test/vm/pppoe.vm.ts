@@ -29,9 +29,10 @@ const STACKS: Stack[] = [
     hooks: ["auto", "tc"], families: [4, 6], udp: true,
   },
   {
-    // Full-size frames are 4 bytes longer than in VLAN 7: 1492 + 8 (PPPoE) + 2 * 4 (tags) + 14.
+    // Full-size frames with both tags in the frame are 4 bytes longer than in VLAN 7: 1492 + 8
+    // (PPPoE) + 2 * 4 (tags) + 14; TC carries the outer tag as metadata, as the kernel does.
     name: "PPPoE in QinQ 100/7", vlans: [{ proto: "802.1ad", id: 100 }, { proto: "802.1Q", id: 7 }],
-    encap: `[s-vlan 100, vlan 7, ${SID}]`, hooks: ["auto"], families: [4], udp: true,
+    encap: `[s-vlan 100, vlan 7, ${SID}]`, hooks: ["auto", "tc"], families: [4], udp: true,
   },
   {
     // No "ifname": the daemon cannot pair by pppd's command line and must pair by elimination.
@@ -110,14 +111,16 @@ for (const stack of STACKS) {
             expect(res.reply.bytes).toBe(MIB * 1024 * 1024 + 1024);
             expect(res.reply.peer.replace(/^::ffff:/, "")).toBe(family === 4 ? VADDR.routerWan4 : VADDR.routerWan6);
             const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+(\d+) packets: FIN\/RST/);
-            if (stack.vlans.length < 2) {
-              // 16 MiB in segments of at most 1452 bytes (PPPoE MTU 1492): over 11,000 of them.
+            if (stack.vlans.length < 2 || hook === "tc") {
+              // 16 MiB in segments of at most 1452 bytes (PPPoE MTU 1492): over 11,000 of them, nearly
+              // all full-size. QinQ on TC: the outer tag goes out as skb metadata and the ISP's 802.1ad
+              // and 802.1Q devices take the frames apart (the data arrived intact). The forward chain
+              // sees only the tail after the FIN (the ACKs of the data still in flight).
               expect(Number(m[1])).toBeGreaterThan(10_000);
-              expect(lab.forwardedPackets() - before).toBeLessThan(20);
+              expect(lab.forwardedPackets() - before).toBeLessThan(50);
             } else {
-              // QinQ: the datapath writes both tags into the frame where the kernel carries the outer
-              // one as metadata, so full-size segments would be 4 bytes too long for the device and go
-              // to the kernel (the flow's MTU says so); the ACKs coming back take the fast path.
+              // QinQ on XDP: both tags go into the frame, so full-size segments would be 4 bytes too
+              // long for the device and go to the kernel; the ACKs coming back take the fast path.
               expect(Number(m[2])).toBeGreaterThan(1_000);
             }
             expect(lab.invalidPackets()).toBe(0);
