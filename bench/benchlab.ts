@@ -182,14 +182,14 @@ export class BenchLab {
    * Runs the generator on the client, pinned to CPU 1, for `seconds` (pps > 0: paced). More than
    * 50000 flows use the client's next addresses too (see pktgen.c): they are added here.
    */
-  async send(flows: number, seconds: number, pps = 0): Promise<Sent> {
-    return await this.startSend(flows, seconds, pps).result;
+  async send(flows: number, seconds: number, pps = 0, dst: string = ADDR.server4): Promise<Sent> {
+    return await this.startSend(flows, seconds, pps, dst).result;
   }
 
   /** send(), with the generator's process to stop it early (`ip netns exec` and taskset exec it: one PID). */
-  startSend(flows: number, seconds: number, pps = 0): { stop: () => void; result: Promise<Sent> } {
+  startSend(flows: number, seconds: number, pps = 0, dst: string = ADDR.server4): { stop: () => void; result: Promise<Sent> } {
     this.addClientAddresses(Math.ceil(flows / 50_000));
-    const proc = spawnTracked(["ip", "netns", "exec", this.lab.client, "taskset", "-c", "1", PKTGEN, "eth0", this.lanMac, ADDR.client4, ADDR.server4, DISCARD_PORT, String(flows), String(seconds), String(pps)]);
+    const proc = spawnTracked(["ip", "netns", "exec", this.lab.client, "taskset", "-c", "1", PKTGEN, "eth0", this.lanMac, ADDR.client4, dst, DISCARD_PORT, String(flows), String(seconds), String(pps)]);
     // It stops by itself; the timer only guards against a hung send.
     const guard = setTimeout(() => proc.kill("SIGKILL"), seconds * 1000 + 5000);
     const result = (async () => {

@@ -7,7 +7,7 @@
 // gets two flows that NAT into each other (A -> A' and A' -> A), so every repetition is a hit with
 // real NAT, and a TTL of 255 that outlasts the REPEAT repetitions of one run.
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { AF_INET, encodeAction, encodeConfig, encodeKey, encodeParams } from "../src/abi.ts";
+import { AF_INET, FLOW_ACT_DROP, encodeAction, encodeConfig, encodeKey, encodeParams } from "../src/abi.ts";
 import { BpfObject, testRun } from "../src/bpf.ts";
 import { planDirection, type Tuple } from "../src/nat.ts";
 import { monotonicNs } from "../ffi/libc.ts";
@@ -25,6 +25,7 @@ const LO = 1; // a test run needs a real ingress device
 const CLIENT = "10.200.1.2";
 const ROUTER_WAN = "10.200.2.1";
 const SERVER = "10.200.2.2";
+const DROP_SPORT = 10002;
 
 function u32(n: number): Uint8Array {
   const b = new Uint8Array(4);
@@ -80,6 +81,16 @@ function loadOffload(): BpfObject {
     );
     obj.map("flow_stats").update(u32(conn), new Uint8Array(48));
   });
+  // A drop entry, as the dropper installs one (src/dropper.ts).
+  obj.map("flows").update(
+    encodeKey({ ifindex: LO, family: AF_INET, proto: PROTO_UDP, dsaPort: 0, vlan: [0, 0], pppoeSid: 0, sport: DROP_SPORT, dport: 9, saddr: addr16(CLIENT), daddr: addr16(SERVER) }),
+    encodeAction({
+      outIfindex: 0, connId: 2, dir: 0, flags: FLOW_ACT_DROP, mtu: 0, dmac: new Uint8Array(6), smac: new Uint8Array(6),
+      saddr: addr16(CLIENT), daddr: addr16(SERVER), sport: DROP_SPORT, dport: 9, l3CsumDelta: 0, l4CsumPseudo: 0, l4CsumPorts: 0,
+      egressVlan: [0, 0], egressPppoeSid: 0,
+    }),
+  );
+  obj.map("flow_stats").update(u32(2), new Uint8Array(48));
   return obj;
 }
 
@@ -106,12 +117,14 @@ export async function profilePrograms(): Promise<ProfileRow[]> {
   const sink = loadSmall(`${import.meta.dir}/sink.bpf.c`, "sink", []);
   const hit = frame(CLIENT, 10000);
   const miss = frame(CLIENT, 10001);
+  const dropped = frame(CLIENT, DROP_SPORT);
   const arp = hit.slice();
   arp.set([0x08, 0x06], 12); // not IP: the parser gives up after the Ethernet header
   const xdp = offload.programFd("offload_xdp");
   const tc = offload.programFd("offload_tc");
   const cases: Case[] = [
     { program: "offload_xdp", what: "offloaded flow: lookup, NAT, TTL, MACs, redirect", run: () => testRun(xdp, hit, { ctxIn: xdpCtx(hit.length), repeat: REPEAT }) },
+    { program: "offload_xdp", what: "drop entry: parse, lookup, count, XDP_DROP", run: () => testRun(xdp, dropped, { ctxIn: xdpCtx(dropped.length), repeat: REPEAT }) },
     { program: "offload_xdp", what: "unknown flow: parse, lookup, pass", run: () => testRun(xdp, miss, { ctxIn: xdpCtx(miss.length), repeat: REPEAT }) },
     { program: "offload_xdp", what: "not IP (ethertype ARP): heartbeat check, pass", run: () => testRun(xdp, arp, { ctxIn: xdpCtx(arp.length), repeat: REPEAT }) },
     { program: "offload_tc", what: "offloaded flow (skb)", run: () => testRun(tc, hit, { ctxIn: skbCtx(), repeat: REPEAT }) },

@@ -89,8 +89,24 @@ export interface LifecycleResult extends SectionMeta {
   notes: string[];
 }
 
+export interface DroppingRound {
+  /** Packets dropped per second, counted where the configuration drops them. */
+  pps: number;
+  offered: number;
+}
+
+export interface DroppingResult extends SectionMeta {
+  rounds: number;
+  seconds: number;
+  configs: { config: string; rounds: DroppingRound[] }[];
+  notes: string[];
+  /** The drop entry and the XDP_DROP sink alone (BPF_PROG_TEST_RUN). */
+  profile?: ProfileRow[];
+}
+
 export interface Results {
   forwarding?: ForwardingResult;
+  dropping?: DroppingResult;
   tcp?: TcpResult;
   lifecycle?: LifecycleResult;
 }

@@ -2,8 +2,9 @@
 // bench/results.json (other sections' results stay), and renders docs/BENCHMARKS.md and
 // docs/bench.svg from that file.
 //
-//   bun bench/run.ts [--only forwarding,tcp,lifecycle] [--no-write] [--render]
+//   bun bench/run.ts [--only forwarding,dropping,tcp,lifecycle] [--no-write] [--render]
 //     forwarding: [--rounds 7] [--seconds 1] [--flows 1,1024] [--configs kernel,xdp-native,tc,xdp-generic,ceiling,drop]
+//     dropping:   [--drop-rounds 7] [--drop-seconds 1]
 //     tcp:        [--tcp-rounds 3] [--tcp-seconds 3] [--tcp-modes wire,offloads] [--tcp-families 4,6]
 //     lifecycle:  [--connections 200] [--fills 1000:65536,64000:131072] [--fill-seconds 45]
 // --render only renders the documents again from bench/results.json; --no-write prints the report instead
@@ -13,6 +14,7 @@ import { parseArgs } from "node:util";
 import { removeStaleLabs } from "../test/lab.ts";
 import { BIN } from "../test/offloader.ts";
 import { buildTools, CONFIGS, type ConfigName, destroyAllNow } from "./benchlab.ts";
+import { droppingBoundS, runDropping } from "./dropping.ts";
 import { forwardingBoundS, runForwarding } from "./forwarding.ts";
 import { lifecycleBoundS, runLifecycle } from "./lifecycle.ts";
 import { describeMachine, report } from "./report.ts";
@@ -21,7 +23,7 @@ import { barChart } from "./svg.ts";
 import { forwardingChart } from "./tables.ts";
 import { TCP_MODES, type TcpMode, runTcp, tcpBoundS } from "./tcp.ts";
 
-const SECTIONS = ["forwarding", "tcp", "lifecycle"] as const;
+const SECTIONS = ["forwarding", "dropping", "tcp", "lifecycle"] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -32,6 +34,8 @@ const { values } = parseArgs({
     seconds: { type: "string", default: "1" },
     flows: { type: "string", default: "1,1024" },
     configs: { type: "string", default: CONFIGS.join(",") },
+    "drop-rounds": { type: "string", default: "7" },
+    "drop-seconds": { type: "string", default: "1" },
     "tcp-rounds": { type: "string", default: "3" },
     "tcp-seconds": { type: "string", default: "3" },
     "tcp-modes": { type: "string", default: Object.keys(TCP_MODES).join(",") },
@@ -52,6 +56,7 @@ const fwd = {
   flowCounts: list(values.flows).map(Number),
   configs: list(values.configs) as ConfigName[],
 };
+const drop = { rounds: Number(values["drop-rounds"]), seconds: Number(values["drop-seconds"]) };
 const tcp = {
   rounds: Number(values["tcp-rounds"]),
   seconds: Number(values["tcp-seconds"]),
@@ -74,6 +79,8 @@ const problems = [
   !(fwd.rounds >= 1 && fwd.rounds <= 100) && "--rounds: 1-100",
   !(fwd.seconds > 0 && fwd.seconds <= 10) && "--seconds: 0-10",
   fwd.flowCounts.some((f) => !(f >= 1 && f <= 65536)) && "--flows: 1-65536 each",
+  !(drop.rounds >= 1 && drop.rounds <= 100) && "--drop-rounds: 1-100",
+  !(drop.seconds > 0 && drop.seconds <= 10) && "--drop-seconds: 0-10",
   !(tcp.rounds >= 1 && tcp.rounds <= 20) && "--tcp-rounds: 1-20",
   !(tcp.seconds >= 1 && tcp.seconds <= 30) && "--tcp-seconds: 1-30",
   tcp.modes.some((m) => !(m in TCP_MODES)) && `--tcp-modes: from ${Object.keys(TCP_MODES).join(",")}`,
@@ -116,7 +123,7 @@ const abort = (why: string, code: number) => {
   process.exit(code);
 };
 for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(sig, () => abort(sig, 130));
-const boundS = 30 + (only.includes("forwarding") ? forwardingBoundS(fwd) : 0) + (only.includes("tcp") ? tcpBoundS(tcp) : 0) + (only.includes("lifecycle") ? lifecycleBoundS(life) : 0);
+const boundS = 30 + (only.includes("forwarding") ? forwardingBoundS(fwd) : 0) + (only.includes("dropping") ? droppingBoundS(drop) : 0) + (only.includes("tcp") ? tcpBoundS(tcp) : 0) + (only.includes("lifecycle") ? lifecycleBoundS(life) : 0);
 setTimeout(() => abort(`still running after ${Math.round(boundS)} s`, 1), boundS * 1000).unref();
 
 removeStaleLabs("eobench");
@@ -130,6 +137,7 @@ try {
     const t0 = Date.now();
     const m = sectionMeta(command, machine);
     if (s === "forwarding") results.forwarding = { ...m, ...(await runForwarding(fwd)) };
+    if (s === "dropping") results.dropping = { ...m, ...(await runDropping(drop)) };
     if (s === "tcp") results.tcp = { ...m, ...(await runTcp(tcp)) };
     if (s === "lifecycle") results.lifecycle = { ...m, ...(await runLifecycle(life)) };
     if (!values["no-write"]) saveResults(results);

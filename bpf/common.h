@@ -39,6 +39,7 @@
 /* struct pkt.tcp_flags */
 #define PKT_TCP_FIN_RST (1U << 0)
 #define PKT_TCP_SYN (1U << 1)
+#define PKT_TCP_ACK (1U << 2)
 
 enum hook { HOOK_XDP, HOOK_TC };
 

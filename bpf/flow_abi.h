@@ -58,6 +58,12 @@ struct flow_key {
 /* flow_action.flags */
 #define FLOW_ACT_DROP    (1U << 0) /* drop every packet of this flow (not forwarded) */
 #define FLOW_ACT_TC_ONLY (1U << 1) /* XDP passes the flow's packets, the TC program forwards them */
+/*
+ * With FLOW_ACT_DROP: a TCP packet is dropped only when it would open a connection (SYN without
+ * ACK, FIN or RST); the others go to the stack. The dropper learns drops from such packets only,
+ * and a SYN-ACK or an ACK with the same tuple may belong to a connection opened from the other side.
+ */
+#define FLOW_ACT_DROP_SYN (1U << 2)
 
 /*
  * What to do with a flow's packets. Written only by user space; the datapath only reads it.

@@ -157,6 +157,13 @@ static __always_inline void count_packet(struct flow_stats *st, __u8 dir, __u32 
 	st->last_seen_ns = bpf_ktime_get_ns();
 }
 
+/* UDP, or a TCP SYN without ACK, FIN or RST: a packet that may open a connection. */
+static __always_inline bool opens_connection(const struct pkt *p)
+{
+	return p->key.proto != IPPROTO_TCP ||
+	       (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK | PKT_TCP_FIN_RST)) == PKT_TCP_SYN;
+}
+
 /* ---- The core. ---- */
 
 /*
@@ -245,6 +252,8 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 		return verdict_code(VERDICT_PASS, hook);
 	st = bpf_map_lookup_elem(&flow_stats, &act->conn_id);
 	if (act->flags & FLOW_ACT_DROP) {
+		if ((act->flags & FLOW_ACT_DROP_SYN) && !opens_connection(&p))
+			return verdict_code(VERDICT_PASS, hook);
 		if (st)
 			count_packet(st, act->dir, p.l3_len);
 		return verdict_code(VERDICT_DROP, hook);

@@ -177,6 +177,8 @@ static __always_inline int parse_tcphdr(struct hdr_cursor *nh, void *data_end, _
 		p->tcp_flags |= PKT_TCP_FIN_RST;
 	if (th->syn)
 		p->tcp_flags |= PKT_TCP_SYN;
+	if (th->ack)
+		p->tcp_flags |= PKT_TCP_ACK;
 	return 0;
 }
 

@@ -40,6 +40,7 @@ export const libbpf = dlopen(findLibrary(["libbpf.so.1"]), {
   bpf_map_lookup_batch: { args: ["i32", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
 
   bpf_link_create: { args: ["i32", "i32", "i32", "ptr"], returns: "i32" },
+  bpf_raw_tracepoint_open: { args: ["ptr", "i32"], returns: "i32" },
   bpf_xdp_query: { args: ["i32", "i32", "ptr"], returns: "i32" },
   bpf_tc_hook_create: { args: ["ptr"], returns: "i32" },
   bpf_tc_hook_destroy: { args: ["ptr"], returns: "i32" },

@@ -12,6 +12,8 @@ export const IPPROTO_UDP = 17;
 export const FLOW_ACT_DROP = 1;
 /** XDP passes the flow's packets to the stack; the TC program forwards them. */
 export const FLOW_ACT_TC_ONLY = 2;
+/** With FLOW_ACT_DROP: TCP packets are dropped only when they open a connection (SYN without ACK). */
+export const FLOW_ACT_DROP_SYN = 4;
 /** flow_key.vlan[] / flow_action.egressVlan[]: VID in the low 12 bits, this flag for TPID 0x88a8. */
 export const FLOW_VLAN_VID_MASK = 0x0fff;
 export const FLOW_VLAN_8021AD = 0x8000;

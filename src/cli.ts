@@ -3,11 +3,15 @@
 import type { ArgsDef } from "citty";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { DaemonConfig, HookChoice } from "./daemon.ts";
+import type { DropMode } from "./dropper.ts";
 // No shared library may load before a command needs one: `--version` and `--help` work anywhere.
 export const DEFAULT_PIN_PATH = "/sys/fs/bpf/ebpf-offloader";
 export const DEFAULT_RUN_DIR = "/run/ebpf-offloader";
 
 export class UsageError extends Error {}
+
+// Mirrors DROP_MODES of dropper.ts, which loads libbpf.
+export const DROP_MODES = ["off", "blackhole", "learn"] as const satisfies readonly DropMode[];
 
 export const HOOKS = ["auto", "xdp", "xdp-native", "xdp-generic", "tc"] as const satisfies readonly HookChoice[];
 
@@ -24,6 +28,16 @@ export const runArgs = {
     type: "string",
     default: "5",
     description: "Seconds without a daemon heartbeat after which the datapath passes every packet to the kernel",
+  },
+  drop: {
+    type: "string",
+    default: "blackhole",
+    description: "What to drop at XDP that the kernel drops: off | blackhole (blackhole routes) | learn (also netfilter drops of new flows, learnt from the kernel's verdicts)",
+  },
+  "drop-timeout": {
+    type: "string",
+    default: "5",
+    description: "Seconds without packets after which a drop entry goes; learnt entries go at the latest after 4 times this",
   },
   "log-level": { type: "string", default: "info", description: LOG_LEVELS.join(" | ") },
   "pin-path": {
@@ -102,6 +116,9 @@ export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number)
   if (!(HOOKS as readonly string[]).includes(a.hook)) {
     throw new UsageError(`--hook must be one of ${HOOKS.join(", ")}, not "${a.hook}"`);
   }
+  if (!(DROP_MODES as readonly string[]).includes(a.drop)) {
+    throw new UsageError(`--drop must be one of ${DROP_MODES.join(", ")}, not "${a.drop}"`);
+  }
   if (!(LOG_LEVELS as readonly string[]).includes(a["log-level"])) {
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(", ")}, not "${a["log-level"]}"`);
   }
@@ -112,6 +129,8 @@ export function parseRunArgs(a: RawRunArgs, ifindexOf: (name: string) => number)
     tcpTimeoutS: integer("tcp-timeout", a["tcp-timeout"], 1, 86_400),
     udpTimeoutS: integer("udp-timeout", a["udp-timeout"], 1, 86_400),
     heartbeatTimeoutS: integer("heartbeat-timeout", a["heartbeat-timeout"], 1, 3600),
+    drop: a.drop as DropMode,
+    dropTimeoutS: integer("drop-timeout", a["drop-timeout"], 1, 3600),
     logLevel: a["log-level"] as LogLevel,
     pinPath: a["pin-path"] === "none" ? null : absolutePath("pin-path", a["pin-path"]),
     runDir: absolutePath("run-dir", a["run-dir"]),

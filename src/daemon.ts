@@ -1,12 +1,15 @@
 // The offloader daemon: loads the datapath, attaches it, and wires datapath events, conntrack
 // events and the once-a-second sweep into the flow table.
 import objectPath from "../build/offload.bpf.o" with { type: "file" };
+import dropperObjectPath from "../build/dropper.bpf.o" with { type: "file" };
 import { FLOW_EV_CLOSING, FLOW_EV_NEW, decodeEvent, encodeConfig, encodeParams } from "./abi.ts";
 import { type Attachment, AttachError, type Hook, attach } from "./attach.ts";
 import { constants } from "node:os";
 import { BpfObject, RingBuffer } from "./bpf.ts";
 import { type Conduit, conduitInstanceKey, describeConduit, planConduits } from "./conduits.ts";
 import { Conntrack, ConntrackEvents } from "./conntrack.ts";
+import { DropObserver, Dropper, MAX_AGE_TIMEOUTS, MAX_DROP_ENTRIES, iptablesLegacyInUse, type DropMode } from "./dropper.ts";
+import { RulesetEvents } from "./nftevents.ts";
 import { FlowTable } from "./flows.ts";
 import type { Logger } from "./log.ts";
 import { type LowerDevice, Rtnl } from "./nexthop.ts";
@@ -40,6 +43,9 @@ export interface DaemonConfig {
   tcpTimeoutS: number;
   udpTimeoutS: number;
   heartbeatTimeoutS: number;
+  /** What the dropper drops at XDP (see dropper.ts). */
+  drop: DropMode;
+  dropTimeoutS: number;
 }
 
 const { EBUSY } = constants.errno;
@@ -69,7 +75,12 @@ export class Daemon {
   /** Egress devices whose flows take the TC path, with why (see egress.ts). */
   private tcOnly = new Map<number, string>();
   private table: FlowTable | null = null;
+  private dropper: Dropper | null = null;
+  private dropObserver: DropObserver | null = null;
+  private rulesetEvents: RulesetEvents | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
+  /** The devices the datapath is attached to, by ifindex. */
+  private readonly devices = new Map<number, string>();
 
   private constructor(
     private readonly cfg: DaemonConfig,
@@ -93,7 +104,8 @@ export class Daemon {
 
   private open(): BpfObject {
     return BpfObject.open(this.bytes, {
-      maxEntries: { flows: this.cfg.maxFlows, flow_stats: this.cfg.maxFlows },
+      // The dropper's entries and counter slots come after the flow table's.
+      maxEntries: { flows: this.cfg.maxFlows + MAX_DROP_ENTRIES, flow_stats: this.cfg.maxFlows + MAX_DROP_ENTRIES },
       params: this.params(),
       pin: this.pinPath ? { dir: this.pinPath, maps: PINNED_MAPS } : undefined,
     });
@@ -139,7 +151,7 @@ export class Daemon {
     }
     const d = new Daemon(cfg, log, await Bun.file(objectPath).bytes(), pinPath, pinLock);
     try {
-      d.startInner();
+      d.startInner(cfg.drop === "off" ? null : await Bun.file(dropperObjectPath).bytes());
       return d;
     } catch (e) {
       d.stop();
@@ -162,12 +174,13 @@ export class Daemon {
     }
   }
 
-  private startInner(): void {
+  /** `dropperBytes`: the dropper's BPF object, null when it stays off. */
+  private startInner(dropperBytes: Uint8Array | null): void {
     this.load();
     const cfg = this.cfg;
     this.rtnl = new Rtnl({ pppoe: cfg.pppoe, dsa: cfg.dsa });
     this.ct = new Conntrack();
-    const devices = new Map<number, string>();
+    const devices = this.devices;
     const table = new FlowTable({
       flows: this.obj.map("flows"),
       stats: this.obj.map("flow_stats"),
@@ -197,12 +210,17 @@ export class Daemon {
     this.applyEgressPolicy();
     this.events = new ConntrackEvents(
       NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
-      (type, entry) => (type === "destroy" ? table.onConntrackDestroy(entry) : table.onConntrackChange(entry)),
+      (type, entry) => {
+        if (type === "new") this.dropper?.onConntrackNew(entry);
+        return type === "destroy" ? table.onConntrackDestroy(entry) : table.onConntrackChange(entry);
+      },
     );
     this.routeEvents = new RouteEvents((e) => {
       // The device stack may have changed (a port joined a bridge, a VLAN device appeared).
       if (e.kind === "link") this.topologyChanged = true;
       if (e.kind === "qdisc" || e.kind === "link") this.egressChanged = true;
+      if (e.kind === "link") this.dropper?.flush("an interface changed");
+      if (e.kind === "routing") this.dropper?.onRoutingChange();
       table.onRouteEvent(e);
     });
     this.rb = new RingBuffer(this.obj.map("flow_events"), (sample) => {
@@ -210,18 +228,56 @@ export class Daemon {
       if (ev.type === FLOW_EV_NEW) table.onNewFlow(ev.key);
       else if (ev.type === FLOW_EV_CLOSING) table.onClosing(ev.connId);
     });
-    this.wakeup = new Wakeup([this.rb.fd, this.events.fd, this.routeEvents.fd], () => this.guard(() => this.poll()));
+    if (dropperBytes) this.startDropper(dropperBytes);
+    this.wakeup = this.newWakeup();
     this.timers.push(setInterval(() => this.guard(() => {
       this.heartbeat();
       this.poll(); // a backstop: everything is drained on wake-ups already
       table.sweep();
+      this.dropper?.sweep();
       this.writeStatus();
     }), 1000));
     this.writeStatus();
   }
 
+  /**
+   * The dropper: the tracepoint program that reports the kernel's drops, the ruleset watch that
+   * flushes what was learnt. Without them the forwarder runs on, and one line says why.
+   */
+  private startDropper(bytes: Uint8Array): void {
+    const cfg = this.cfg;
+    if (cfg.drop === "off" || !this.rtnl || !this.ct) return;
+    const dropper = new Dropper({
+      mode: cfg.drop, timeoutMs: cfg.dropTimeoutS * 1000, flows: this.obj.map("flows"), stats: this.obj.map("flow_stats"),
+      firstSlot: cfg.maxFlows, rtnl: this.rtnl, ct: this.ct, log: this.log, devices: this.devices,
+    });
+    try {
+      this.rulesetEvents = new RulesetEvents(() => this.dropper?.flush("the nftables ruleset changed"));
+      this.dropObserver = DropObserver.start(bytes, cfg.drop === "learn", (ev) => this.dropper?.onEvent(ev));
+    } catch (e) {
+      this.rulesetEvents?.close();
+      this.rulesetEvents = null;
+      this.log.warn(`dropper off (packets the kernel drops are not dropped at XDP): ${(e as Error).message.split("\n")[0]}`);
+      return;
+    }
+    this.dropper = dropper;
+    if (cfg.drop === "learn" && iptablesLegacyInUse()) {
+      this.log.warn(`iptables-legacy tables are loaded: their rule changes are not announced, learnt drops follow them within ${cfg.dropTimeoutS * MAX_AGE_TIMEOUTS} s`);
+    }
+    this.log.info(`dropper on: ${cfg.drop === "learn" ? "blackhole routes and netfilter drops" : "blackhole routes"}, entries expire after ${cfg.dropTimeoutS} s without packets`);
+  }
+
+  private newWakeup(): Wakeup {
+    const fds = [this.rb!.fd, this.events!.fd, this.routeEvents!.fd];
+    if (this.dropObserver) fds.push(this.dropObserver.fd);
+    if (this.rulesetEvents) fds.push(this.rulesetEvents.fd);
+    return new Wakeup(fds, () => this.guard(() => this.poll()));
+  }
+
   private poll(): void {
     this.rb?.poll(0);
+    this.dropObserver?.poll();
+    this.rulesetEvents?.drain();
     this.events?.drain();
     if (this.events?.overflowed) this.table?.resync();
     this.routeEvents?.drain();
@@ -254,6 +310,7 @@ export class Daemon {
       maxFlows: this.cfg.maxFlows,
       connections: { offloaded: this.table?.size ?? 0, pending: this.table?.pendingCount ?? 0 },
       handedBack: this.table?.handedBack ?? {},
+      dropper: this.dropper?.status() ?? { mode: this.dropObserver ? this.cfg.drop : "off", timeoutS: this.cfg.dropTimeoutS, entries: { netfilter: 0, blackhole: 0 }, packets: 0, flushes: 0 },
       lastErrors: this.log.recent,
       updatedAt: Date.now(),
     });
@@ -385,7 +442,7 @@ export class Daemon {
 
   /** The offloaded connections, one line each. */
   describe(): string[] {
-    return this.table?.describe() ?? [];
+    return [...(this.table?.describe() ?? []), ...(this.dropper?.describe() ?? [])];
   }
 
   /** Detaches first (traffic falls back to the kernel at once), then releases everything. */
@@ -398,6 +455,9 @@ export class Daemon {
       a.detach();
       this.log.info(`detached from ${a.ifname}`);
     }
+    this.dropObserver?.close();
+    this.rulesetEvents?.close();
+    this.dropObserver = this.rulesetEvents = this.dropper = null;
     this.rb?.close();
     this.events?.close();
     this.routeEvents?.close();

@@ -24,7 +24,7 @@ import {
   type BridgeVlan, type ErrorReply, type FdbReply, type LinkInfo, type MessageRef, type RouteQuery,
 } from "./netlink.ts";
 import { parseProcPppoe, pppdDevices, type PppoeSession } from "./pppoe.ts";
-import { Topology, type Encap, type LowerDevice, type TopologyOptions } from "./topology.ts";
+import { Topology, type EgressResult, type Encap, type LowerDevice, type TopologyOptions } from "./topology.ts";
 
 export type { LinkInfo, RouteQuery, VlanTag } from "./netlink.ts";
 export { noEncap, TopologyError, type Encap, type LowerDevice, type TopologyOptions } from "./topology.ts";
@@ -199,6 +199,28 @@ export class Rtnl {
     const l3 = this.topo.ingressDevice(lowest, encap);
     if (l3 !== null || !this.autoRefresh()) return l3;
     return this.topo.ingressDevice(lowest, encap);
+  }
+
+  /**
+   * Where frames sent by `mac` to the L3 device `l3` arrive: the lowest device beneath and the
+   * encapsulation they carry there (the bridge port whose FDB holds the MAC, VLAN tags, the
+   * PPPoE session). The way down is the one the device's own frames take to that MAC.
+   */
+  ingressPath(l3: number, mac: Uint8Array): EgressResult {
+    const cached = this.cachedLink(l3);
+    const link = cached && this.liveLink(cached);
+    if (!link) return { ok: false, reason: `interface ${l3} not found`, retry: false };
+    return this.topo.egress(link, mac, (br, m, vid) => this.fdbGet(br, m, vid), (l) => this.liveLink(l));
+  }
+
+  /**
+   * True when the kernel's input route lookup for `q` fails with EINVAL: the packet is dropped
+   * silently at routing (a blackhole route; unreachable and prohibit routes fail otherwise, and
+   * their ICMP must be sent by the stack).
+   */
+  silentlyDropped(q: RouteQuery): boolean {
+    const reply = this.request("route lookup", (buf, seq) => buildRouteGet(buf, seq, q));
+    return "errno" in reply && reply.errno === E.EINVAL;
   }
 
   /**

@@ -1,6 +1,7 @@
 // The daemon's status file: what `ebpf-offloader status` shows about a running daemon that only
 // the daemon knows (attachments, configuration, flows not in the map, recent errors). Written
 // atomically once a second; removed on a clean exit.
+import type { DropperStatus } from "./dropper.ts";
 import { existsSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 
 export interface DaemonStatus {
@@ -12,6 +13,8 @@ export interface DaemonStatus {
   maxFlows: number;
   connections: { offloaded: number; pending: number };
   handedBack: Record<string, number>;
+  /** Absent in the status of a daemon from before the dropper. */
+  dropper?: DropperStatus;
   lastErrors: string[];
   updatedAt: number;
 }

@@ -1,7 +1,7 @@
 // `status` and `flows`: what a running daemon is doing, read from another shell through its
 // status file and its pinned maps. Nothing here writes anything.
 import {
-  LAYOUT, decodeAction, decodeIfaceStats, decodeKey, decodeStats, type FlowAction, type FlowKey, type FlowStats,
+  FLOW_ACT_DROP, LAYOUT, decodeAction, decodeIfaceStats, decodeKey, decodeStats, type FlowAction, type FlowKey, type FlowStats,
   type IfaceStats,
 } from "./abi.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
@@ -88,6 +88,12 @@ export function filterFlows(rows: FlowRow[], f: FlowFilter, ifname: (i: number) 
 
 /** One line per connection, in the manner of `conntrack -L`. */
 export function formatFlow(r: FlowRow, ifname: (i: number) => string): string {
+  const d = r.dirs[0];
+  if (d && d.action.flags & FLOW_ACT_DROP) {
+    const { key } = d;
+    const idle = r.idleS === null ? "never" : `${r.idleS.toFixed(1)}s`;
+    return `${r.proto.padEnd(4)}[DROP] ${formatEndpoint(key.family, key.saddr, key.sport)} -> ${formatEndpoint(key.family, key.daddr, key.dport)} on ${ifname(key.ifindex)} packets=${d.packets} idle=${idle}`;
+  }
   const parts = r.dirs.map(({ key, action, packets, bytes }) => {
     const from = formatEndpoint(key.family, key.saddr, key.sport);
     const to = formatEndpoint(key.family, key.daddr, key.dport);
@@ -115,11 +121,16 @@ export function formatStatus(s: DaemonStatus, rows: FlowRow[] | null, now: numbe
   ];
   if (rows) {
     const entries = rows.reduce((n, r) => n + r.dirs.length, 0);
-    const packets = rows.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.packets, 0n), 0n);
-    const bytes = rows.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.bytes, 0n), 0n);
+    const carried = rows.filter((r) => !r.dirs.some((d) => d.action.flags & FLOW_ACT_DROP));
+    const packets = carried.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.packets, 0n), 0n);
+    const bytes = carried.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.bytes, 0n), 0n);
     lines.push(`flow map: ${entries} of ${s.maxFlows} entries; offloaded connections carried ${packets} packets, ${bytes} bytes on the fast path`);
   } else {
     lines.push("flow map: not pinned (started with --pin-path none or without bpffs): no flow details");
+  }
+  if (s.dropper) {
+    const d = s.dropper;
+    lines.push(d.mode === "off" ? "dropper: off" : `dropper: ${d.mode}, ${d.entries.blackhole} blackhole and ${d.entries.netfilter} learnt drop entries, ${d.packets} packets dropped at XDP, ${d.flushes} flushes, timeout ${d.timeoutS} s`);
   }
   const handed = Object.entries(s.handedBack).map(([k, v]) => `${k} ${v}`).join(", ");
   lines.push(`handed back to the kernel: ${handed || "none yet"}`);

@@ -4,7 +4,7 @@ import { UsageError, parseRunArgs, rejectUnknownFlags, runArgs } from "../src/cl
 const ifindex = (name: string) => ({ lan: 2, wan: 3 })[name] ?? 0;
 const defaults = {
   hook: "auto", "max-flows": "65536", "tcp-timeout": "30", "udp-timeout": "30",
-  "heartbeat-timeout": "5", "log-level": "info", "pin-path": "/sys/fs/bpf/ebpf-offloader", "run-dir": "/run/ebpf-offloader",
+  "heartbeat-timeout": "5", drop: "blackhole", "drop-timeout": "5", "log-level": "info", "pin-path": "/sys/fs/bpf/ebpf-offloader", "run-dir": "/run/ebpf-offloader",
   pppoe: "", "dry-run": false, dsa: false,
 };
 const parse = (over: Partial<typeof defaults> & { _?: string[] }) =>
@@ -14,7 +14,7 @@ describe("run arguments", () => {
   test("defaults", () => {
     expect(parse({})).toEqual({
       interfaces: ["lan", "wan"], hook: "auto", maxFlows: 65536, tcpTimeoutS: 30, udpTimeoutS: 30,
-      heartbeatTimeoutS: 5, logLevel: "info", pinPath: "/sys/fs/bpf/ebpf-offloader", runDir: "/run/ebpf-offloader",
+      heartbeatTimeoutS: 5, drop: "blackhole", dropTimeoutS: 5, logLevel: "info", pinPath: "/sys/fs/bpf/ebpf-offloader", runDir: "/run/ebpf-offloader",
       pppoe: {}, dryRun: false, dsa: false,
     });
     expect(parse({ dsa: true }).dsa).toBe(true);
@@ -28,6 +28,8 @@ describe("run arguments", () => {
     [{ _: ["lan", "eth9"] }, "no such interface: eth9"],
     [{ _: ["lan", "lan"] }, "interface named twice: lan"],
     [{ _: ["a/b"] }, "no such interface: a/b"],
+    [{ drop: "all" }, '--drop must be one of off, blackhole, learn, not "all"'],
+    [{ "drop-timeout": "0" }, '--drop-timeout must be a whole number from 1 to 3600, not "0"'],
     [{ hook: "xdp-offload" }, '--hook must be one of auto, xdp, xdp-native, xdp-generic, tc, not "xdp-offload"'],
     [{ "max-flows": "0" }, "--max-flows must be a whole number from 16"],
     [{ "max-flows": "1e6" }, "--max-flows must be a whole number"],

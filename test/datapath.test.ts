@@ -8,6 +8,7 @@ import {
   AF_INET,
   AF_INET6,
   FLOW_ACT_DROP,
+  FLOW_ACT_DROP_SYN,
   FLOW_EV_CLOSING,
   FLOW_EV_NEW,
   FLOW_STATS_CLOSING,
@@ -604,6 +605,31 @@ for (const hook of HOOKS) {
         expect(dp.events()).toEqual([]);
         expectForwarded(hook, flow);
       });
+    });
+
+    describe("drop entries (the dropper)", () => {
+      for (const family of FAMILIES) {
+        test(`IPv${family} FLOW_ACT_DROP_SYN: only a TCP SYN without ACK, FIN or RST is dropped; the rest is the kernel's`, () => {
+          const drop = plan(base(family, PROTO_TCP), {}, { flags: FLOW_ACT_DROP | FLOW_ACT_DROP_SYN });
+          dp.install(drop);
+          for (const flags of [TCP_SYN | TCP_ACK, TCP_ACK, TCP_FIN | TCP_ACK, TCP_RST, TCP_SYN | TCP_RST]) {
+            expectPassed(hook, buildFrame({ ...drop.spec, tcpFlags: flags }));
+          }
+          expectUntouchedStats(drop.action.connId);
+          expect(dp.run(hook, buildFrame({ ...drop.spec, tcpFlags: TCP_SYN })).retval).toBe(hook.drop);
+          expect(dp.connStats(drop.action.connId).dir[0].packets).toBe(1n);
+        });
+        test(`IPv${family} FLOW_ACT_DROP_SYN on UDP, and FLOW_ACT_DROP alone on TCP: every packet is dropped`, () => {
+          const udp = plan(base(family, PROTO_UDP), {}, { flags: FLOW_ACT_DROP | FLOW_ACT_DROP_SYN });
+          const tcp = plan(base(family, PROTO_TCP), {}, { flags: FLOW_ACT_DROP });
+          dp.install(udp);
+          dp.install(tcp);
+          expect(dp.run(hook, buildFrame(udp.spec)).retval).toBe(hook.drop);
+          for (const flags of [TCP_SYN, TCP_SYN | TCP_ACK, TCP_ACK, TCP_RST]) {
+            expect(dp.run(hook, buildFrame({ ...tcp.spec, tcpFlags: flags })).retval).toBe(hook.drop);
+          }
+        });
+      }
     });
 
     describe("connection state", () => {

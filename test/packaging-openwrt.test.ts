@@ -98,7 +98,7 @@ describe("procd init script", () => {
     const t = translate({ ...shipped, enabled: "1", interfaces: ["br-lan", "eth1"] });
     expect(t.params.get("command")).toEqual([
       "/usr/sbin/ebpf-offloader", "run", "--hook", "auto", "--max-flows", "65536", "--tcp-timeout", "30",
-      "--udp-timeout", "30", "--heartbeat-timeout", "5", "--log-level", "info", "br-lan", "eth1",
+      "--udp-timeout", "30", "--heartbeat-timeout", "5", "--drop", "blackhole", "--drop-timeout", "5", "--log-level", "info", "br-lan", "eth1",
     ]);
     // procd restarts the instance on a reload when one of these was re-created (new ifindex).
     expect(t.params.get("netdev")).toEqual(["br-lan", "eth1"]);
