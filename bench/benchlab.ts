@@ -21,11 +21,11 @@ export interface BenchLabOptions {
 
 const ROOT = `${import.meta.dir}/..`;
 const OUT = `${ROOT}/build/bench`;
-const PKTGEN = `${OUT}/pktgen`;
-const SINK_OBJ = `${OUT}/sink.bpf.o`;
+export const PKTGEN = `${OUT}/pktgen`;
+export const SINK_OBJ = `${OUT}/sink.bpf.o`;
 /** XDP_PASS: gives a GRO-less veth endpoint the NAPI that XDP-redirected frames need. */
 export const PASS_OBJ = `${OUT}/pass.bpf.o`;
-const DISCARD_PORT = "9";
+export const DISCARD_PORT = "9";
 
 /** Every child process still running, so that an interrupted run can kill them all. */
 const children = new Set<Subprocess<"ignore", "pipe", "pipe">>();
@@ -82,6 +82,25 @@ export interface Sent {
   seconds: number;
 }
 
+/** The counter map of the sink program attached to `dev` (exec: a command in its namespace). */
+export function sinkMapOf(exec: (cmd: string[]) => string, dev: string): number {
+  const [l] = JSON.parse(exec(["ip", "-j", "-d", "link", "show", "dev", dev])) as { xdp?: { prog?: { id: number } } }[];
+  const progId = l?.xdp?.prog?.id;
+  if (!progId) throw new Error(`sink: no XDP program on ${dev}`);
+  const prog = JSON.parse(sh(["bpftool", "-j", "prog", "show", "id", String(progId)])) as { map_ids?: number[] };
+  const id = prog.map_ids?.[0];
+  if (!id) throw new Error(`sink: program ${progId} has no map`);
+  return id;
+}
+
+/** Frames a sink has counted so far (its per-CPU counter summed). */
+export function sinkCount(mapId: number): number {
+  const dump = JSON.parse(sh(["bpftool", "-j", "map", "dump", "id", String(mapId)])) as {
+    formatted: { values: { value: number }[] };
+  }[];
+  return dump[0]?.formatted.values.reduce((s, v) => s + v.value, 0) ?? 0;
+}
+
 /** 02:ab:... -> "0x02,0xab,..." for a C array initializer. */
 const macBytes = (mac: string) => mac.split(":").map((b) => `0x${b}`).join(",");
 
@@ -112,14 +131,14 @@ export class BenchLab {
     this.lanMac = this.link(lab.router, "lan").address;
     if (this.sink) {
       lab.exec(lab.server, ["ip", "link", "set", "dev", "eth0", "xdpdrv", "obj", SINK_OBJ, "sec", "xdp"]);
-      this.sinkMapId = this.findSinkMap(lab.server, "eth0");
+      this.sinkMapId = sinkMapOf((cmd) => lab.exec(lab.server, cmd), "eth0");
     }
     lab.exec(lab.router, ["ip", "neigh", "replace", ADDR.server4, "lladdr", server.address, "dev", "wan", "nud", "permanent"]);
     lab.exec(lab.router, ["ip", "-6", "neigh", "replace", ADDR.server6, "lladdr", server.address, "dev", "wan", "nud", "permanent"]);
     if (this.config === "drop") {
       // The second ceiling: the router's ingress drops (and counts) every frame at XDP.
       lab.exec(lab.router, ["ip", "link", "set", "dev", "lan", "xdpdrv", "obj", SINK_OBJ, "sec", "xdp"]);
-      this.sinkMapId = this.findSinkMap(lab.router, "lan");
+      this.sinkMapId = sinkMapOf((cmd) => lab.exec(lab.router, cmd), "lan");
     } else if (this.config === "ceiling") {
       const wan = this.link(lab.router, "wan");
       const obj = (this.ceilingObj = `${OUT}/ceiling-${lab.router}.bpf.o`);
@@ -151,26 +170,10 @@ export class BenchLab {
     return code;
   }
 
-  /** The sink's counter map, found through the program attached to the device. */
-  private findSinkMap(ns: string, dev: string): number {
-    const [l] = JSON.parse(this.lab.exec(ns, ["ip", "-j", "-d", "link", "show", "dev", dev])) as {
-      xdp?: { prog?: { id: number } };
-    }[];
-    const progId = l?.xdp?.prog?.id;
-    if (!progId) throw new Error(`sink: no XDP program on ${ns} ${dev}`);
-    const prog = JSON.parse(sh(["bpftool", "-j", "prog", "show", "id", String(progId)])) as { map_ids?: number[] };
-    const id = prog.map_ids?.[0];
-    if (!id) throw new Error(`sink: program ${progId} has no map`);
-    return id;
-  }
-
   /** Frames the sink (the server's, or the router's for "drop") has received so far (summed over CPUs). */
   sinkCount(): number {
     if (!this.sinkMapId) throw new Error(`${this.config}: this lab has no sink`);
-    const dump = JSON.parse(sh(["bpftool", "-j", "map", "dump", "id", String(this.sinkMapId)])) as {
-      formatted: { values: { value: number }[] };
-    }[];
-    return dump[0]?.formatted.values.reduce((s, v) => s + v.value, 0) ?? 0;
+    return sinkCount(this.sinkMapId);
   }
 
   /** Packets the router's forward chain saw: near zero when the offloader carries the flows. */

@@ -4,6 +4,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import type { ConfigName } from "./benchlab.ts";
 import type { Machine } from "./report.ts";
+import type { VmConfig, VmTopology } from "./vmlab.ts";
 
 export const RESULTS_PATH = `${import.meta.dir}/results.json`;
 
@@ -104,11 +105,45 @@ export interface DroppingResult extends SectionMeta {
   profile?: ProfileRow[];
 }
 
+/** One iperf3 run in the VM (TCG: the CPU time is emulation's, so none is kept). */
+export interface VmTcpRun {
+  bps: number;
+  retransmits: number;
+  /** Packets the router's forward chain saw per MB received. */
+  fwdPerMB: number;
+}
+
+/** What the VM's side of `npm run bench:vm` measures, per topology (bench/vm-inside.ts). */
+export interface VmLabResult {
+  topology: VmTopology;
+  pps: { config: VmConfig; rounds: ForwardingRound[] }[];
+  tcp: { config: VmConfig; runs: VmTcpRun[] }[];
+  warmUp: string[];
+  notes: string[];
+}
+
+/** Starts the console line that carries the VM's VmMeasurement as JSON. */
+export const VM_RESULT_MARK = "EO-VM-BENCH-RESULT ";
+
+export interface VmMeasurement {
+  rounds: number;
+  seconds: number;
+  flows: number;
+  tcpRounds: number;
+  tcpSeconds: number;
+  labs: VmLabResult[];
+}
+
+export interface VmResult extends SectionMeta, VmMeasurement {
+  vm: { kernel: string; cpus: number; memMiB: number; bootS: number; totalS: number };
+}
+
 export interface Results {
   forwarding?: ForwardingResult;
   dropping?: DroppingResult;
   tcp?: TcpResult;
   lifecycle?: LifecycleResult;
+  vm?: VmResult;
 }
 
 export function loadResults(): Results {

@@ -10,3 +10,19 @@ export class Daemon extends Offloader {
     super({ router: netns }, args, undefined, { bin: BIN, waitMs: 30_000 });
   }
 }
+
+/** The promise, or an error with the daemon's log when it takes longer than `ms`. */
+export async function within<T>(p: Promise<T>, ms: number, off: Daemon): Promise<T> {
+  let timer: Timer | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no result after ${ms} ms; offloader log:\n${off.output}`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A string as a literal part of a RegExp. */
+export const esc = (s: string) => s.replace(/[[\]().*+?^$|\\]/g, "\\$&");

@@ -5,7 +5,7 @@
 // path, and deliver the data intact.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
 import { BUN, FIX, Output } from "../traffic.ts";
-import { Daemon } from "./daemon.ts";
+import { Daemon, esc, within } from "./daemon.ts";
 import { PPPOE_SID, PppoeLab, VADDR, type VlanLayer } from "./pppoe-lab.ts";
 
 const MIB = 16;
@@ -40,21 +40,6 @@ const STACKS: Stack[] = [
     encap: `[vlan 7, ${SID}]`, hooks: ["auto"], families: [4], udp: false,
   },
 ];
-
-/** The promise, or an error with the daemon's log when it takes longer than `ms`. */
-async function within<T>(p: Promise<T>, ms: number, off: Daemon): Promise<T> {
-  let timer: Timer | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no result after ${ms} ms; offloader log:\n${off.output}`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-const esc = (s: string) => s.replace(/[[\]().*+?^$|\\]/g, "\\$&");
 
 /** Traffic generators of the running test: killed when it ends, so a failed one does not disturb the next. */
 const clients: { kill(): void }[] = [];
