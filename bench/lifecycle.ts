@@ -99,7 +99,8 @@ function crossing(samples: [number, number][], level: number): number {
 }
 
 async function fill(flows: number, maxFlows: number, fillSeconds: number): Promise<FillRun> {
-  const l = new BenchLab("xdp-native", { offloaderArgs: ["--max-flows", String(maxFlows)] });
+  // The daemon's default log level: at debug (the tests' choice) it writes two lines per flow.
+  const l = new BenchLab("xdp-native", { offloaderArgs: ["--max-flows", String(maxFlows), "--log-level", "info"] });
   try {
     await l.create();
     await waitForStatus(l);
@@ -109,6 +110,7 @@ async function fill(flows: number, maxFlows: number, fillSeconds: number): Promi
     const lan = l.link(l.lab.router, "lan").ifindex;
     const sampleMs = flows > 10_000 ? 250 : 50;
     const samples: [number, number][] = [];
+    const fillCpu0 = processCpuS(pid);
     const t0 = performance.now();
     let sending = true;
     const gen = l.startSend(flows, fillSeconds);
@@ -121,6 +123,7 @@ async function fill(flows: number, maxFlows: number, fillSeconds: number): Promi
     }
     if (sending) gen.stop();
     const s = await sent;
+    const fillCpuS = processCpuS(pid) - fillCpu0;
     const offloaded = countLan(map, lan);
     // From 10% to 90% of the flows, or to as far as the fill got before the generator stopped.
     const reached = Math.max(...samples.map(([, n]) => n));
@@ -143,7 +146,7 @@ async function fill(flows: number, maxFlows: number, fillSeconds: number): Promi
     const warnings = (l.offloaderLog.match(/^(warn|error):.*$/gm) ?? []).slice(0, 5);
     return {
       flows, maxFlows, samples, rateFlowsPerS: rate, offloaded, pps: s.sent / s.seconds,
-      rssMiB: { start, filled: filled.rss, idle: after.rss, hwm: after.hwm }, cpuPct: { traffic: traffic * 100, idle: idle * 100 }, trafficPps, warnings,
+      rssMiB: { start, filled: filled.rss, idle: after.rss, hwm: after.hwm }, cpuPct: { traffic: traffic * 100, idle: idle * 100 }, fillCpuS, trafficPps, warnings,
     };
   } finally {
     await l.destroy();

@@ -80,6 +80,8 @@ export interface FillRun {
   /** VmRSS at start, after the fill and the paced traffic, after 3 s idle; VmHWM at the end. */
   rssMiB: { start: number; filled: number; idle: number; hwm: number };
   cpuPct: { traffic: number; idle: number };
+  /** The daemon's CPU seconds from the generator's start to the end of the fill (absent in older results). */
+  fillCpuS?: number;
   trafficPps: number;
   warnings: string[];
 }

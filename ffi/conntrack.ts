@@ -38,6 +38,7 @@ export const NF_NETLINK_CONNTRACK_DESTROY = 0x4;
 export const NFCT_Q_UPDATE = 1;
 export const NFCT_Q_DESTROY = 2;
 export const NFCT_Q_GET = 3;
+export const NFCT_Q_DUMP = 5;
 
 /** enum nf_conntrack_msg_type */
 export const NFCT_T_NEW = 1;

@@ -147,6 +147,11 @@ function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
+/** Copies the first n bytes of src to buf at off (a loop: subarray() on a small array costs more). */
+function copyBytes(buf: Uint8Array, off: number, src: Uint8Array, n: number): void {
+  for (let i = 0; i < n && i < src.length; i++) buf[off + i] = src[i]!;
+}
+
 /** Writes a key into buf at offset (buf must be zeroed there: padding is compared bytewise). */
 export function encodeKeyInto(k: FlowKey, buf: Uint8Array, off = 0): void {
   const v = view(buf);
@@ -160,8 +165,8 @@ export function encodeKeyInto(k: FlowKey, buf: Uint8Array, off = 0): void {
   v.setUint16(off + K.sport, k.sport, false);
   v.setUint16(off + K.dport, k.dport, false);
   v.setUint16(off + K.pad, 0, true);
-  buf.set(k.saddr.subarray(0, 16), off + K.saddr);
-  buf.set(k.daddr.subarray(0, 16), off + K.daddr);
+  copyBytes(buf, off + K.saddr, k.saddr, 16);
+  copyBytes(buf, off + K.daddr, k.daddr, 16);
 }
 
 export function encodeKey(k: FlowKey): Uint8Array {
@@ -194,10 +199,10 @@ export function encodeAction(a: FlowAction): Uint8Array {
   v.setUint8(A.dir, a.dir);
   v.setUint8(A.flags, a.flags);
   v.setUint16(A.mtu, a.mtu, true);
-  buf.set(a.dmac.subarray(0, 6), A.dmac);
-  buf.set(a.smac.subarray(0, 6), A.smac);
-  buf.set(a.saddr.subarray(0, 16), A.saddr);
-  buf.set(a.daddr.subarray(0, 16), A.daddr);
+  copyBytes(buf, A.dmac, a.dmac, 6);
+  copyBytes(buf, A.smac, a.smac, 6);
+  copyBytes(buf, A.saddr, a.saddr, 16);
+  copyBytes(buf, A.daddr, a.daddr, 16);
   v.setUint16(A.sport, a.sport, false);
   v.setUint16(A.dport, a.dport, false);
   v.setUint16(A.l3_csum_delta, a.l3CsumDelta, true);
@@ -208,8 +213,8 @@ export function encodeAction(a: FlowAction): Uint8Array {
   v.setUint16(A.egress_pppoe_sid, a.egressPppoeSid, false);
   v.setUint8(A.egress_dsa_tagger, a.egressDsaTagger ?? DSA_TAG_NONE);
   v.setUint8(A.egress_dsa_port, a.egressDsaPort ?? 0);
-  if (a.ingressDmac) buf.set(a.ingressDmac.subarray(0, 6), A.ingress_dmac);
-  if (a.ingressSmac) buf.set(a.ingressSmac.subarray(0, 6), A.ingress_smac);
+  if (a.ingressDmac) copyBytes(buf, A.ingress_dmac, a.ingressDmac, 6);
+  if (a.ingressSmac) copyBytes(buf, A.ingress_smac, a.ingressSmac, 6);
   return buf;
 }
 

@@ -48,8 +48,18 @@ export function csumDelta(oldBytes: Uint8Array, newBytes: Uint8Array): number {
   for (let i = 0; i < oldBytes.length; i += 2) {
     const o = (oldBytes[i]! << 8) | (oldBytes[i + 1] ?? 0);
     const n = (newBytes[i]! << 8) | (newBytes[i + 1] ?? 0);
-    s += (~o & 0xffff) + n;
+    s += wordDelta(o, n);
   }
+  return finishDelta(s);
+}
+
+/** The sum term that replaces the 16-bit word o by n. */
+export function wordDelta(o: number, n: number): number {
+  return (~o & 0xffff) + n;
+}
+
+/** A sum of wordDelta() terms as csumDelta returns it (folded, 0 rather than 0xffff). */
+export function finishDelta(s: number): number {
   const d = csumFold(s);
   return d === 0xffff ? 0 : d;
 }

@@ -53,6 +53,18 @@ const { EBUSY } = constants.errno;
 /** At most one new-flow event per unknown flow per this interval. */
 const NOTIFY_INTERVAL_NS = 500_000_000n;
 
+/**
+ * The new-flow ring buffer: room for a burst of reports of about a fifth of --max-flows (a
+ * report takes 72 bytes with its header), 256 KiB to 4 MiB. A report lost to a full ring waits for the flow's
+ * next packet, half a second at least, so a flood of new flows is offloaded only as fast as the
+ * ring holds their reports between two wake-ups.
+ */
+export function eventRingBytes(maxFlows: number): number {
+  let bytes = 256 * 1024;
+  while (bytes < maxFlows * 16 && bytes < 4 * 1024 * 1024) bytes *= 2;
+  return bytes;
+}
+
 /** The daemon can't start for a reason the admin must fix. */
 export class DaemonError extends Error {}
 
@@ -105,7 +117,11 @@ export class Daemon {
   private open(): BpfObject {
     return BpfObject.open(this.bytes, {
       // The dropper's entries and counter slots come after the flow table's.
-      maxEntries: { flows: this.cfg.maxFlows + MAX_DROP_ENTRIES, flow_stats: this.cfg.maxFlows + MAX_DROP_ENTRIES },
+      maxEntries: {
+        flows: this.cfg.maxFlows + MAX_DROP_ENTRIES,
+        flow_stats: this.cfg.maxFlows + MAX_DROP_ENTRIES,
+        flow_events: eventRingBytes(this.cfg.maxFlows),
+      },
       params: this.params(),
       pin: this.pinPath ? { dir: this.pinPath, maps: PINNED_MAPS } : undefined,
     });
@@ -219,6 +235,7 @@ export class Daemon {
       // The device stack may have changed (a port joined a bridge, a VLAN device appeared).
       if (e.kind === "link") this.topologyChanged = true;
       if (e.kind === "qdisc" || e.kind === "link") this.egressChanged = true;
+      this.rtnl?.invalidate(e);
       if (e.kind === "link") this.dropper?.flush("an interface changed");
       if (e.kind === "routing") this.dropper?.onRoutingChange();
       table.onRouteEvent(e);
@@ -280,6 +297,7 @@ export class Daemon {
     this.rulesetEvents?.drain();
     this.events?.drain();
     if (this.events?.overflowed) this.table?.resync();
+    const unsettled = this.table?.settleNewFlows() ?? false;
     this.routeEvents?.drain();
     if (this.topologyChanged) {
       this.topologyChanged = false;
@@ -289,9 +307,12 @@ export class Daemon {
       this.egressChanged = false;
       this.applyEgressPolicy();
     }
-    if (this.routeEvents?.overflowed) this.table?.revalidateAll();
-    // A route change can make thousands of flows stale: a batch now, the rest right after.
-    if (this.table?.revalidate()) setTimeout(() => this.guard(() => this.poll()), 0);
+    if (this.routeEvents?.overflowed) {
+      this.rtnl?.clearCache();
+      this.table?.revalidateAll();
+    }
+    // A flood of new flows or a route change making thousands stale: a batch now, the rest right after.
+    if ((this.table?.revalidate() ?? false) || unsettled) setTimeout(() => this.guard(() => this.poll()), 0);
   }
 
   private u32(n: number): Uint8Array {

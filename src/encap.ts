@@ -15,8 +15,12 @@ function fieldTag(v: number): VlanTag {
   return { id: v & FLOW_VLAN_VID_MASK, proto: v & FLOW_VLAN_8021AD ? ETH_P_8021AD : ETH_P_8021Q };
 }
 
+/** Plain Ethernet, shared by every flow that has no encapsulation (never modified). */
+const PLAIN: Encap = Object.freeze({ vlans: Object.freeze([]) as unknown as VlanTag[], pppoeSid: null, dsaPort: null });
+
 /** The encapsulation a flow key says its packets arrive with. */
 export function keyEncap(k: Pick<FlowKey, "vlan" | "pppoeSid" | "dsaPort">): Encap {
+  if (k.vlan[0] === 0 && k.vlan[1] === 0 && k.pppoeSid === 0 && k.dsaPort === 0) return PLAIN;
   return {
     vlans: k.vlan.filter((v) => v !== 0).map(fieldTag),
     pppoeSid: k.pppoeSid || null,
@@ -40,8 +44,8 @@ export function encapActionFields(e: Encap, dsaTagger: number) {
 }
 
 export function sameEncap(a: Encap, b: Encap): boolean {
-  const f = (e: Encap) => JSON.stringify(encapKeyFields(e));
-  return f(a) === f(b);
+  return a.pppoeSid === b.pppoeSid && a.dsaPort === b.dsaPort && a.vlans.length === b.vlans.length &&
+    a.vlans.every((t, i) => tagField(t) === tagField(b.vlans[i]));
 }
 
 /** "vlan 7", "pppoe 0x1234 in vlan 7", "" for plain Ethernet: for logs. */

@@ -27,8 +27,8 @@ import type { Logger } from "./log.ts";
 import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
 import type { NextHop, Rtnl } from "./nexthop.ts";
 import type { RouteEvent } from "./rtevents.ts";
+import { type Ingress, SharedValues } from "./shared.ts";
 import { SlotAllocator } from "./slots.ts";
-import type { Encap } from "./topology.ts";
 
 export interface FlowTableOptions {
   flows: BpfMap;
@@ -45,14 +45,8 @@ export interface FlowTableOptions {
 
 type Dir = 0 | 1;
 
-/** Where a direction's packets arrive: the lowest device and the encapsulation they carry there. */
-interface Ingress {
-  ifindex: number;
-  encap: Encap;
-}
-
+/** An offloaded direction; its flow key follows from the plan and the ingress (keyFor). */
 interface Installed {
-  key: Uint8Array;
   ingress: Ingress;
   hop: NextHop;
   /** FLOW_ACT_* as installed. */
@@ -62,8 +56,7 @@ interface Installed {
 interface Conn {
   id: number;
   entry: CtEntry;
-  plans: readonly [DirectionPlan, DirectionPlan];
-  /** Installed flow key and egress per direction; null while a direction is not offloaded. */
+  /** Ingress and egress per direction; null while a direction is not offloaded. */
   dirs: [Installed | null, Installed | null];
   packets: bigint;
   offloadedAt: number;
@@ -72,10 +65,15 @@ interface Conn {
   activeSinceRefresh: boolean;
 }
 
-/** A flow seen by the datapath whose conntrack entry is not offloadable yet (e.g. TCP handshake). */
+/**
+ * A flow the datapath reported and the daemon has not offloaded: its conntrack entry not looked
+ * at yet (tuple set), not there yet, or not offloadable yet (e.g. TCP handshake).
+ */
 interface Pending {
   ingress: Ingress;
   since: number;
+  /** Reported by the datapath since the last look at conntrack: settleNewFlows() asks for its entry. */
+  tuple?: Tuple;
 }
 
 /** Neighbour states the kernel transmits to (linux/neighbour.h): REACHABLE STALE DELAY PROBE PERMANENT. */
@@ -93,11 +91,27 @@ const REFRESH_BUDGET = 2000;
 const UDP_STREAM_MS = 2_000;
 /** From this many connections on, the sweep reads the stats array in one batch. */
 const BATCH_READ_FROM = 256;
+/** A UDP entry with at most this many seconds less than its full timeout left counts as fresh. */
+const FRESH_TIMEOUT_S = 2;
+/** Reported flows waiting for settleNewFlows() at most (memory stays bounded in a flood). */
+const MAX_UNSETTLED = 4096;
+/** How many recent conntrack events, and for how long, stand in for a lookup (see `recent`). */
+const RECENT_MAX = 2048;
+const RECENT_MS = 1000;
+/** After lost events, the table is dumped when offloaded connections are at least 1/DUMP_SHARE of it. */
+const DUMP_SHARE = 4;
 /** Slots of removed connections rest this long before reuse (see SlotAllocator). */
 const SLOT_REST_MS = 2_000;
 
+/** A short string that identifies a tuple (a map key, not for display): 16-bit character codes. */
 export function tupleId(t: Tuple): string {
-  return `${t.family}/${t.proto}/${t.src.join(".")}/${t.sport}/${t.dst.join(".")}/${t.dport}`;
+  const head = String.fromCharCode(t.family, t.proto, t.sport, t.dport);
+  const s = t.src;
+  const d = t.dst;
+  if (t.family === 2) return head + String.fromCharCode((s[0]! << 8) | s[1]!, (s[2]! << 8) | s[3]!, (d[0]! << 8) | d[1]!, (d[2]! << 8) | d[3]!);
+  const words: number[] = [];
+  for (let i = 0; i < 16; i += 2) words.push((s[i]! << 8) | s[i + 1]!, (d[i]! << 8) | d[i + 1]!);
+  return head + String.fromCharCode(...words);
 }
 
 export function keyTuple(k: FlowKey): Tuple {
@@ -112,11 +126,21 @@ export class FlowTable {
   private readonly byTuple = new Map<string, Conn>();
   private readonly byId = new Map<number, Conn>();
   private readonly pending = new Map<string, Pending>();
+  /** Ids of pending flows reported since the last settleNewFlows(), in order. */
+  private fresh: string[] = [];
+  /**
+   * The latest event's entry of connections not offloaded nor pending, by orig tuple id: in a
+   * burst, a connection's event often comes before the datapath's report, which then needs no
+   * ctnetlink lookup. Bounded (oldest out first), and used only while young.
+   */
+  private readonly recent = new Map<string, { entry: CtEntry; at: number }>();
   /** Egress devices whose flows the XDP program must leave to the TC program (see egress.ts). */
   private tcOnly: ReadonlySet<number> = new Set();
   /** Connections whose next hops must be resolved again (a route, neighbour or link changed). */
   private readonly stale = new Set<Conn>();
   private readonly slots: SlotAllocator;
+  /** One copy of the addresses, ingresses and next hops many connections have in common. */
+  private readonly shared = new SharedValues();
   private readonly statsBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
   private readonly zeroStats = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
   private readonly idBuf = new Uint8Array(new ArrayBuffer(4));
@@ -137,11 +161,15 @@ export class FlowTable {
     return this.pending.size;
   }
 
-  /** The datapath saw a packet of a flow that is not in the flow map. */
+  /**
+   * The datapath saw a packet of a flow that is not in the flow map. A new connection waits for
+   * settleNewFlows(): the conntrack event of its entry usually arrives in the same wake-up and
+   * carries the entry, which saves a ctnetlink round trip per connection.
+   */
   onNewFlow(key: FlowKey): void {
     const t = keyTuple(key);
     const id = tupleId(t);
-    const ingress: Ingress = { ifindex: key.ifindex, encap: keyEncap(key) };
+    const ingress = this.shared.ingress(key.ifindex, keyEncap(key));
     const conn = this.byTuple.get(id);
     if (conn) {
       // A direction arrived on another device than we guessed, or was not resolvable before.
@@ -150,14 +178,38 @@ export class FlowTable {
       if (d !== null && !(have && sameIngress(have.ingress, ingress))) this.installDirection(conn, d, ingress);
       return;
     }
-    const entry = this.o.ct.get(t);
-    if (!entry) {
-      this.pending.set(id, { ingress, since: performance.now() });
-      return;
+    const p = this.pending.get(id);
+    if (p?.tuple === undefined) {
+      // A flood: the datapath reports the flow again later (it stays on the kernel path meanwhile).
+      if (this.fresh.length >= MAX_UNSETTLED) return;
+      this.fresh.push(id);
     }
-    const d = this.dirOf(entry, id);
-    if (d === null) return;
-    this.tryOffload(entry, d, ingress, id);
+    this.pending.set(id, { ingress, since: p?.since ?? performance.now(), tuple: t });
+  }
+
+  /**
+   * After the conntrack events of a wake-up are handled: looks up the entries of the flows
+   * reported since the last call that no event has settled (an entry whose event came in an
+   * earlier wake-up, or one that did not change), up to `budget` of them. Returns whether some
+   * are left (the caller comes back soon: a flood must not hold up the timers and other events).
+   */
+  settleNewFlows(budget = 1000): boolean {
+    let done = 0;
+    for (; done < this.fresh.length && budget > 0; done++) {
+      const id = this.fresh[done]!;
+      const p = this.pending.get(id);
+      const t = p?.tuple;
+      if (p === undefined || t === undefined) continue;
+      budget--;
+      p.tuple = undefined;
+      const entry = this.recentEntry(id) ?? this.o.ct.get(t);
+      if (!entry) continue;
+      const d = this.dirOf(entry, id);
+      if (d === null) this.pending.delete(id);
+      else this.tryOffload(entry, d, p.ingress, id);
+    }
+    this.fresh.splice(0, done);
+    return this.fresh.length > 0;
   }
 
   /** A conntrack NEW or UPDATE event. */
@@ -174,21 +226,41 @@ export class FlowTable {
       this.teardown(conn, check.ok ? "conntrack mark changed" : `conntrack: ${check.reason}`);
       return;
     }
+    let waiting = false;
     for (const d of [0, 1] as const) {
       const id = d === 0 ? origId : tupleId(entry.reply);
       const p = this.pending.get(id);
-      if (p) this.tryOffload(entry, d, p.ingress, id);
+      if (!p) continue;
+      waiting = true;
+      this.tryOffload(entry, d, p.ingress, id);
     }
+    this.recent.delete(origId); // re-inserted as the newest, or handled
+    if (waiting) return;
+    if (this.recent.size >= RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
+    this.recent.set(origId, { entry, at: performance.now() });
+  }
+
+  /**
+   * The entry the latest event reported for a connection whose orig tuple has this id, if that
+   * was lately (a report of the reply direction does not find it: that takes a lookup).
+   */
+  private recentEntry(id: string): CtEntry | null {
+    const r = this.recent.get(id);
+    if (!r) return null;
+    this.recent.delete(id);
+    return performance.now() - r.at <= RECENT_MS ? r.entry : null;
   }
 
   private stillOffloadable(conn: Conn, entry: CtEntry): boolean {
     if (!offloadable(entry).ok || entry.mark !== conn.entry.mark) return false;
-    conn.entry = entry;
+    // An entry's tuples never change: keep the ones held already.
+    conn.entry = { ...entry, orig: conn.entry.orig, reply: conn.entry.reply };
     return true;
   }
 
   /** A conntrack DESTROY event. */
   onConntrackDestroy(entry: CtEntry): void {
+    this.recent.delete(tupleId(entry.orig));
     const conn = this.byTuple.get(tupleId(entry.orig));
     if (conn) this.teardown(conn, "conntrack entry destroyed");
     this.pending.delete(tupleId(entry.orig));
@@ -210,26 +282,32 @@ export class FlowTable {
   private tryOffload(entry: CtEntry, d: Dir, ingress: Ingress, id: string): void {
     const check = offloadable(entry);
     if (!check.ok) {
-      if (!this.pending.has(id)) this.o.log.debug(`not offloaded yet: ${describeTuple(d === 0 ? entry.orig : entry.reply)}: ${check.reason}`);
+      if (!this.pending.has(id)) this.o.log.debug(() => `not offloaded yet: ${describeTuple(d === 0 ? entry.orig : entry.reply)}: ${check.reason}`);
       this.pending.set(id, { ingress, since: this.pending.get(id)?.since ?? performance.now() });
       return;
     }
     this.pending.delete(id);
     const plans = [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const;
     const hop = this.resolve(plans[d], ingress, entry.mark);
-    if (typeof hop === "string") return this.o.log.debug(`not offloaded: ${describeTuple(plans[d].match)}: ${hop}`);
+    if (typeof hop === "string") return this.o.log.debug(() => `not offloaded: ${describeTuple(plans[d].match)}: ${hop}`);
     const slot = this.slots.alloc();
     if (slot === null) return this.warnFull();
     this.o.stats.update(this.u32(slot), this.zeroStats);
     const now = performance.now();
+    const timeoutS = defaultTimeout(entry);
+    // A UDP entry has no window to relax, and one whose timeout its last packet has just set
+    // needs no fresher one: no update (nor its echo event) for it.
+    const fresh = entry.orig.proto === IPPROTO_UDP && entry.timeout >= timeoutS - FRESH_TIMEOUT_S;
     const conn: Conn = {
-      id: slot, entry, plans, dirs: [null, null],
-      packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: now, activeSinceRefresh: false,
+      id: slot, entry: this.shared.entry(entry), dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now,
+      lastRefresh: fresh ? now - (timeoutS - entry.timeout) * 1000 : now, activeSinceRefresh: false,
     };
     // Before the first packet takes the fast path: relax TCP window tracking as the kernel
     // flowtable does, so packets that return to the kernel later are not judged INVALID.
-    this.o.ct.setOffloaded(entry, defaultTimeout(entry));
+    if (!fresh) this.o.ct.setOffloaded(entry, timeoutS);
     this.byId.set(slot, conn);
+    // Its events now go to the connection; an older one must not stand in for conntrack later.
+    this.recent.delete(tupleId(entry.orig));
     this.byTuple.set(tupleId(entry.orig), conn);
     this.byTuple.set(tupleId(entry.reply), conn);
     if (!this.install(conn, d, ingress, hop)) {
@@ -241,12 +319,13 @@ export class FlowTable {
     const other: Dir = d === 0 ? 1 : 0;
     const otherPending = this.pending.get(tupleId(plans[other].match));
     this.pending.delete(tupleId(plans[other].match));
-    this.installDirection(conn, other, otherPending?.ingress ?? { ifindex: hop.oif, encap: hop.encap });
+    this.installDirection(conn, other, otherPending?.ingress ?? this.shared.ingress(hop.oif, hop.encap));
   }
 
   private installDirection(conn: Conn, d: Dir, ingress: Ingress): void {
-    const hop = this.resolve(conn.plans[d], ingress, conn.entry.mark);
-    if (typeof hop === "string") this.o.log.debug(`not offloaded: ${describeTuple(conn.plans[d].match)}: ${hop}`);
+    const plan = planOf(conn, d);
+    const hop = this.resolve(plan, ingress, conn.entry.mark);
+    if (typeof hop === "string") this.o.log.debug(() => `not offloaded: ${describeTuple(plan.match)}: ${hop}`);
     else if (!this.install(conn, d, ingress, hop)) this.warnFull();
   }
 
@@ -309,13 +388,11 @@ export class FlowTable {
     return DSA_TAGGERS[this.o.rtnl.dsaTagger(conduit) ?? ""] ?? 0;
   }
 
-  private install(conn: Conn, d: Dir, ingress: Ingress, hop: NextHop, what = "offloaded"): boolean {
-    const plan = conn.plans[d];
+  private install(conn: Conn, d: Dir, ingress: Ingress, newHop: NextHop, what = "offloaded"): boolean {
+    const plan = planOf(conn, d);
     const m = plan.match;
-    const key = encodeKey({
-      ifindex: ingress.ifindex, family: m.family, proto: m.proto, ...encapKeyFields(ingress.encap),
-      sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
-    });
+    const hop = this.shared.hop(newHop);
+    const key = keyFor(plan, ingress);
     const action = encodeAction({
       outIfindex: hop.oif, connId: conn.id, dir: d, flags: this.flagsFor(hop), mtu: this.frameMtu(hop), dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
@@ -330,24 +407,31 @@ export class FlowTable {
       this.o.log.debug(`flow map update failed: ${(e as Error).message}`);
       return false;
     }
-    if (old && !sameBytes(old.key, key)) this.o.flows.delete(old.key);
-    conn.dirs[d] = { key, ingress, hop, flags: this.flagsFor(hop) };
-    const from = `${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
-    this.o.log.debug(`${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`);
+    if (old && !sameIngress(old.ingress, ingress)) this.o.flows.delete(keyFor(plan, old.ingress));
+    conn.dirs[d] = { ingress, hop, flags: this.flagsFor(hop) };
+    this.o.log.debug(() => {
+      const from = `${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
+      return `${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`;
+    });
     return true;
   }
 
   /** Removes a connection from the fast path; its next packets take the kernel path. */
   private teardown(conn: Conn, reason: string): void {
-    for (const dir of conn.dirs) if (dir) this.o.flows.delete(dir.key);
+    for (const d of [0, 1] as const) {
+      const x = conn.dirs[d];
+      if (x) this.o.flows.delete(keyFor(planOf(conn, d), x.ingress));
+    }
     this.stale.delete(conn);
-    const stats = this.readStats(conn.id);
     this.byId.delete(conn.id);
     this.byTuple.delete(tupleId(conn.entry.orig));
     this.byTuple.delete(tupleId(conn.entry.reply));
     this.slots.release(conn.id);
-    const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
-    this.o.log.debug(`handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`);
+    this.o.log.debug(() => {
+      const stats = this.readStats(conn.id);
+      const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
+      return `handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`;
+    });
     const kind = reason.split(":")[0]!;
     this.handedBack[kind] = (this.handedBack[kind] ?? 0) + 1;
   }
@@ -374,7 +458,8 @@ export class FlowTable {
       }
       // A station moved to another bridge port (or left): the port we send it to may be wrong.
       if (e.kind === "fdb" && sameBytes(e.lladdr, x.hop.dmac) && (e.deleted || e.ifindex !== x.hop.oif)) effect = "stale";
-      if (e.kind === "neigh" && x.hop.oif === e.ifindex && sameBytes(x.hop.gateway ?? c.plans[d].daddr, e.dst)) {
+      // The neighbour lives on the routed device (a bridge, a VLAN device), not on the port.
+      if (e.kind === "neigh" && (x.hop.l3Oif === e.ifindex || x.hop.oif === e.ifindex) && sameBytes(x.hop.gateway ?? planOf(c, d).daddr, e.dst)) {
         const unchanged = !e.deleted && e.state & USABLE_NUD && e.lladdr && sameBytes(e.lladdr, x.hop.dmac);
         if (!unchanged) effect = "stale";
       }
@@ -393,13 +478,13 @@ export class FlowTable {
       for (const d of [0, 1] as const) {
         const x = c.dirs[d];
         if (!x) continue;
-        const hop = this.resolve(c.plans[d], x.ingress, c.entry.mark);
+        const hop = this.resolve(planOf(c, d), x.ingress, c.entry.mark);
         if (typeof hop === "string") {
           this.teardown(c, `next hop changed: ${hop}`);
           break;
         }
         if (!sameHop(hop, x.hop) || this.flagsFor(hop) !== x.flags) this.install(c, d, x.ingress, hop, "re-routed");
-        else x.hop = hop;
+        else x.hop = this.shared.hop(hop);
       }
     }
     return false;
@@ -425,13 +510,18 @@ export class FlowTable {
       const entry = this.o.ct.get(keyTuple(decodeKey(flows[0]!.key)));
       const plans = entry ? ([planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const) : null;
       // Conntrack may have moved on while no daemon ran: a new entry for the tuple, another NAT.
-      const current = entry && plans && flows.every((f) => tupleId(keyTuple(decodeKey(f.key))) === tupleId(plans[f.action.dir].match) && rewriteMatches(f.action, plans[f.action.dir]));
+      // The key must be the one this run would install, since it deletes by recomputing it.
+      const current = entry && plans && flows.every((f) => {
+        const k = decodeKey(f.key);
+        const plan = plans[f.action.dir];
+        return sameBytes(keyFor(plan, { ifindex: k.ifindex, encap: keyEncap(k) }), f.key) && rewriteMatches(f.action, plan);
+      });
       if (!entry || !plans || !current || !offloadable(entry).ok || id >= this.o.maxFlows || this.byId.has(id)) {
         for (const f of flows) this.o.flows.delete(f.key);
         continue;
       }
       const conn: Conn = {
-        id, entry, plans, dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
+        id, entry: this.shared.entry(entry), dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
       };
       for (const { key, action: a } of flows) {
         // The next hop's address is not in the map: the revalidation below fills it in.
@@ -441,7 +531,7 @@ export class FlowTable {
           dmac: a.dmac, smac: a.smac, mtu: a.mtu,
         };
         const k = decodeKey(key);
-        conn.dirs[a.dir] = { key, ingress: { ifindex: k.ifindex, encap: keyEncap(k) }, hop, flags: a.flags };
+        conn.dirs[a.dir] = { ingress: this.shared.ingress(k.ifindex, keyEncap(k)), hop, flags: a.flags };
       }
       this.slots.reserve(id);
       this.byId.set(id, conn);
@@ -516,6 +606,15 @@ export class FlowTable {
    * by the datapath's next new-flow report.
    */
   resync(): void {
+    this.recent.clear();
+    const before = this.byId.size;
+    // A dump reads the whole table, a lookup costs a round trip: dump when most entries are ours.
+    const count = this.o.ct.count();
+    const dropped = count !== null && before * DUMP_SHARE >= count ? this.resyncByDump() : this.resyncByLookups();
+    this.o.log.warn(`conntrack events were lost; resynchronised ${before} connections, ${dropped} handed back`);
+  }
+
+  private resyncByLookups(): number {
     let dropped = 0;
     for (const conn of [...this.byId.values()]) {
       const now = this.o.ct.get(conn.entry.orig);
@@ -523,7 +622,27 @@ export class FlowTable {
       this.teardown(conn, now ? "conntrack entry changed" : "conntrack entry gone");
       dropped++;
     }
-    this.o.log.warn(`conntrack events were lost; resynchronised ${this.byId.size + dropped} connections, ${dropped} handed back`);
+    return dropped;
+  }
+
+  private resyncByDump(): number {
+    const found = new Set<Conn>();
+    const changed = new Set<Conn>();
+    this.o.ct.dump((e) => {
+      const id = tupleId(e.orig);
+      const conn = this.byTuple.get(id);
+      if (!conn || e.zone !== conn.entry.zone || tupleId(conn.entry.orig) !== id) return;
+      found.add(conn);
+      if (!this.stillOffloadable(conn, e)) changed.add(conn);
+    });
+    let dropped = 0;
+    for (const conn of [...this.byId.values()]) {
+      const why = changed.has(conn) ? "conntrack entry changed" : found.has(conn) ? null : "conntrack entry gone";
+      if (why === null) continue;
+      this.teardown(conn, why);
+      dropped++;
+    }
+    return dropped;
   }
 
   /** One line per offloaded connection, for SIGUSR1 and the demo. */
@@ -537,7 +656,7 @@ export class FlowTable {
         return `${d === 0 ? "orig" : "reply"} ${x ? `${this.deviceName(x.ingress.ifindex)}->${this.deviceName(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
       });
       const idle = Math.round((now - c.lastActive) / 1000);
-      return `${describeTuple(c.entry.orig)}${natNote(c.plans[0])} ${dirs.join(" ")} idle=${idle}s`;
+      return `${describeTuple(c.entry.orig)}${natNote(planOf(c, 0))} ${dirs.join(" ")} idle=${idle}s`;
     });
   }
 
@@ -545,6 +664,8 @@ export class FlowTable {
   clear(reason: string): void {
     for (const conn of [...this.byId.values()]) this.teardown(conn, reason);
     this.pending.clear();
+    this.recent.clear();
+    this.fresh = [];
   }
 
   private readStats(id: number): FlowStats | null {
@@ -589,4 +710,18 @@ function rewriteMatches(a: FlowAction, p: DirectionPlan): boolean {
 
 function sameIngress(a: Ingress, b: Ingress): boolean {
   return a.ifindex === b.ifindex && sameEncap(a.encap, b.encap);
+}
+
+/** What a direction's packets look like and become (derived: an entry's tuples never change). */
+function planOf(c: Conn, d: Dir): DirectionPlan {
+  return planDirection(c.entry.orig, c.entry.reply, d);
+}
+
+/** The flow map key of a direction's packets arriving at `ingress`. */
+function keyFor(plan: DirectionPlan, ingress: Ingress): Uint8Array {
+  const m = plan.match;
+  return encodeKey({
+    ifindex: ingress.ifindex, family: m.family, proto: m.proto, ...encapKeyFields(ingress.encap),
+    sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
+  });
 }

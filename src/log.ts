@@ -34,7 +34,8 @@ export class Logger {
   info(msg: string): void {
     this.write("info", msg);
   }
-  debug(msg: string): void {
-    this.write("debug", msg);
+  /** A function is called only at debug level: per-flow messages cost nothing otherwise. */
+  debug(msg: string | (() => string)): void {
+    if (this.enabled("debug")) this.write("debug", typeof msg === "string" ? msg : msg());
   }
 }

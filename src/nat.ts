@@ -8,7 +8,7 @@
 // - CHECKSUM_PARTIAL (the field holds the uncomplemented pseudo-header sum and the device or stack
 //   completes it later over the segment): field' = field + l4CsumPseudo (one's-complement add,
 //   no complements) and nothing for the ports, which the later completion covers.
-import { TTL_DECREMENT_DELTA, csumAdd, csumDelta } from "./checksum.ts";
+import { TTL_DECREMENT_DELTA, csumAdd, finishDelta, wordDelta } from "./checksum.ts";
 
 /** A conntrack tuple. Addresses are 16-byte arrays in network order (IPv4 in the first 4 bytes). */
 export interface Tuple {
@@ -41,23 +41,14 @@ export interface DirectionPlan {
 
 export class NatPlanError extends Error {}
 
-function addrBytes(t: Tuple, which: "src" | "dst"): Uint8Array {
-  return t[which].subarray(0, t.family === 2 ? 4 : 16);
+/** Big-endian 16-bit word at byte i. */
+function word(b: Uint8Array, i: number): number {
+  return (b[i]! << 8) | b[i + 1]!;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const out = new Uint8Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
-}
-
-function portBytes(sport: number, dport: number): Uint8Array {
-  return new Uint8Array([sport >> 8, sport & 0xff, dport >> 8, dport & 0xff]);
-}
-
-function sameAddr(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
+function sameAddr(a: Uint8Array, b: Uint8Array, len: number): boolean {
+  for (let i = 0; i < len; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**
@@ -71,23 +62,23 @@ export function planDirection(orig: Tuple, reply: Tuple, dir: 0 | 1): DirectionP
   }
   const match = dir === 0 ? orig : reply;
   const out = dir === 0 ? reply : orig;
-  const plan = {
-    saddr: out.dst.slice(0, 16),
-    daddr: out.src.slice(0, 16),
-    sport: out.dport,
-    dport: out.sport,
-  };
-  const oldAddrs = concat(addrBytes(match, "src"), addrBytes(match, "dst"));
-  const newAddrs = concat(addrBytes(out, "dst"), addrBytes(out, "src"));
-  const addrDelta = csumDelta(oldAddrs, newAddrs);
+  // The addresses are shared with the tuples, never copied: nothing modifies them.
+  const plan = { saddr: out.dst, daddr: out.src, sport: out.dport, dport: out.sport };
+  const len = match.family === 2 ? 4 : 16;
+  // csumDelta over (src, dst) -> (out.dst, out.src), without building the byte strings.
+  let addrSum = 0;
+  for (let i = 0; i < len; i += 2) {
+    addrSum += wordDelta(word(match.src, i), word(out.dst, i)) + wordDelta(word(match.dst, i), word(out.src, i));
+  }
+  const addrDelta = finishDelta(addrSum);
   return {
     dir,
     match,
     ...plan,
     l3CsumDelta: match.family === 2 ? csumAdd(addrDelta, TTL_DECREMENT_DELTA) : 0,
     l4CsumPseudo: addrDelta,
-    l4CsumPorts: csumDelta(portBytes(match.sport, match.dport), portBytes(plan.sport, plan.dport)),
-    snat: !sameAddr(addrBytes(match, "src"), addrBytes(out, "dst")) || match.sport !== plan.sport,
-    dnat: !sameAddr(addrBytes(match, "dst"), addrBytes(out, "src")) || match.dport !== plan.dport,
+    l4CsumPorts: finishDelta(wordDelta(match.sport, plan.sport) + wordDelta(match.dport, plan.dport)),
+    snat: !sameAddr(match.src, out.dst, len) || match.sport !== plan.sport,
+    dnat: !sameAddr(match.dst, out.src, len) || match.dport !== plan.dport,
   };
 }

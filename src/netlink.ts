@@ -15,6 +15,8 @@ export const RTM_NEWADDR = 20;
 export const RTM_GETADDR = 22;
 export const RTM_NEWROUTE = 24;
 export const RTM_GETROUTE = 26;
+export const RTM_NEWRULE = 32;
+export const RTM_GETRULE = 34;
 export const RTM_NEWNEIGH = 28;
 export const RTM_GETNEIGH = 30;
 export const RTM_NEWQDISC = 36;
@@ -396,6 +398,30 @@ export function buildQdiscDump(buf: Uint8Array, seq: number): number {
   const w = new Writer(buf, RTM_GETQDISC, seq, 20);
   w.flags(NLM_F_REQUEST | NLM_F_DUMP);
   return w.finish();
+}
+
+/** RTM_GETRULE dump of one family's policy routing rules (struct fib_rule_hdr, 12 bytes). */
+export function buildRuleDump(buf: Uint8Array, seq: number, family: number): number {
+  const w = new Writer(buf, RTM_GETRULE, seq, 12);
+  w.flags(NLM_F_REQUEST | NLM_F_DUMP);
+  w.u8(0, family);
+  return w.finish();
+}
+
+// Rule selectors on the packet's layer 4 (linux/fib_rules.h).
+const FRA_IP_PROTO = 22;
+const FRA_SPORT_RANGE = 23;
+const FRA_DPORT_RANGE = 24;
+
+/** Whether a policy routing rule selects on the IP protocol or the ports. */
+export function ruleMatchesL4(buf: Uint8Array, m: MessageRef): boolean {
+  if (m.type !== RTM_NEWRULE) throw new MalformedMessageError(`type ${m.type} where RTM_NEWRULE was expected`);
+  requirePayload(m, 12, "fib_rule_hdr");
+  let l4 = false;
+  eachAttr(view(buf), m.start + 12, m.end, (type) => {
+    if (type === FRA_IP_PROTO || type === FRA_SPORT_RANGE || type === FRA_DPORT_RANGE) l4 = true;
+  });
+  return l4;
 }
 
 /** TC_H_ROOT: the parent handle of a device's root qdisc. */

@@ -17,13 +17,15 @@ import { AF_INET, AF_INET6 } from "./abi.ts";
 import { formatAddr } from "./addr.ts";
 import {
   AF_BRIDGE, ARPHRD_ETHER, ARPHRD_PPP, buildAddrDump, buildFdbGet, buildLinkDump, buildLinkGet, buildQdiscDump, parseQdisc, TC_H_ROOT, buildNeighGet,
-  buildNetconfGet, buildRouteDump, buildRouteGet, findReply, NETCONFA_IFINDEX_ALL, nudName, NUD_DELAY, NUD_NOARP,
+  buildNetconfGet, buildRouteDump, buildRouteGet, buildRuleDump, findReply, NETCONFA_IFINDEX_ALL, nudName, NUD_DELAY, NUD_NOARP,
   NUD_PERMANENT, NUD_PROBE, NUD_REACHABLE, NUD_STALE, parseAddr, parseBridgeLink, parseFdb, parseLink, parseNeigh,
   parseNetconfForwarding, parseRoute, parseRouteOifs, routeTypeName, RT_SCOPE_LINK, RTEXT_FILTER_BRVLAN,
-  RTEXT_FILTER_SKIP_STATS, RTN_UNICAST, scanDump,
-  type BridgeVlan, type ErrorReply, type FdbReply, type LinkInfo, type MessageRef, type RouteQuery,
+  RTEXT_FILTER_SKIP_STATS, RTN_UNICAST, ruleMatchesL4, scanDump,
+  type BridgeVlan, type ErrorReply, type FdbReply, type LinkInfo, type MessageRef, type NeighReply, type RouteQuery, type RouteReply,
 } from "./netlink.ts";
 import { parseProcPppoe, pppdDevices, type PppoeSession } from "./pppoe.ts";
+import { LookupCache } from "./rtcache.ts";
+import type { RouteEvent } from "./rtevents.ts";
 import { Topology, type EgressResult, type Encap, type LowerDevice, type TopologyOptions } from "./topology.ts";
 
 export type { LinkInfo, RouteQuery, VlanTag } from "./netlink.ts";
@@ -100,6 +102,8 @@ export class Rtnl {
   private seq = 0;
   private readonly topo: Topology;
   private loadedAt = -Infinity;
+  /** Route, neighbour, link, FDB and netconf answers until an event invalidates them. */
+  private readonly cache = new LookupCache();
 
   constructor(private readonly options: RtnlOptions = {}) {
     this.topo = new Topology(options);
@@ -131,9 +135,8 @@ export class Rtnl {
     if (q.family === AF_INET6 && !this.forwarding(AF_INET6, NETCONFA_IFINDEX_ALL)) {
       return fail("IPv6 forwarding is disabled (net.ipv6.conf.all.forwarding=0)");
     }
-    const reply = this.request("route lookup", (buf, seq) => buildRouteGet(buf, seq, q));
-    if ("errno" in reply) return this.routeFailure(q, reply);
-    const route = parseRoute(this.rx, reply);
+    const route = this.route(q);
+    if ("errno" in route) return this.routeFailure(q, route);
     if (route.type !== RTN_UNICAST) return fail(`${routeTypeName(route.type)} route`);
     if (route.multipath) return fail("multipath route (not offloaded in v1)");
     if (route.encap) return fail("route with lightweight tunnel encapsulation");
@@ -159,12 +162,8 @@ export class Rtnl {
     if (link.type === ARPHRD_ETHER) {
       const nhAddr = route.gateway ?? q.dst;
       const nh = `${formatAddr(nhFamily, nhAddr)} on ${link.name}`;
-      const n = this.request("neighbour lookup", (buf, seq) => buildNeighGet(buf, seq, nhFamily, route.oif, nhAddr));
-      if ("errno" in n) {
-        if (n.errno === E.ENOENT) return fail(`no neighbour entry for ${nh}`, true);
-        throw new NetlinkError(`neighbour lookup of ${nh}`, n.errno, n.extack);
-      }
-      const neigh = parseNeigh(this.rx, n);
+      const neigh = this.neigh(nhFamily, route.oif, nhAddr, nh);
+      if (neigh === null) return fail(`no neighbour entry for ${nh}`, true);
       if (neigh.state & NUD_NOARP) return fail(`neighbour ${nh} is NOARP`);
       if (!(neigh.state & USABLE_NUD)) return fail(`neighbour ${nh} is ${nudName(neigh.state)}`, true);
       if (neigh.lladdr?.length !== 6) return fail(`neighbour ${nh} has no Ethernet address`);
@@ -284,18 +283,71 @@ export class Rtnl {
     this.topo.setPppoe(sessions, sessions.length ? this.readPppd(sessions) : new Map());
   }
 
-  /** The interface with this index, null when there is none. */
+  /**
+   * The interface with this index as the kernel has it now (or as of the last link event), null
+   * when there is none. Callers must not modify it: it is shared through the cache.
+   */
   link(ifindex: number): LinkInfo | null {
+    const hit = this.cache.link(ifindex);
+    if (hit !== undefined) return hit;
     const reply = this.request("link lookup", (buf, seq) => buildLinkGet(buf, seq, ifindex));
-    if (!("errno" in reply)) return parseLink(this.rx, reply);
-    if (reply.errno === E.ENODEV) return null;
-    throw new NetlinkError(`link lookup of ifindex ${ifindex}`, reply.errno, reply.extack);
+    if ("errno" in reply && reply.errno !== E.ENODEV) throw new NetlinkError(`link lookup of ifindex ${ifindex}`, reply.errno, reply.extack);
+    const l = "errno" in reply ? null : parseLink(this.rx, reply);
+    this.cache.setLink(ifindex, l);
+    return l;
+  }
+
+  /** The neighbour entry of addr on ifindex, null when there is none (`what` names it in errors). */
+  private neigh(family: number, ifindex: number, addr: Uint8Array, what: string): NeighReply | null {
+    const hit = this.cache.neigh(family, ifindex, addr);
+    if (hit !== undefined) return hit;
+    const n = this.request("neighbour lookup", (buf, seq) => buildNeighGet(buf, seq, family, ifindex, addr));
+    if ("errno" in n && n.errno !== E.ENOENT) throw new NetlinkError(`neighbour lookup of ${what}`, n.errno, n.extack);
+    const neigh = "errno" in n ? null : parseNeigh(this.rx, n);
+    this.cache.setNeigh(family, ifindex, addr, neigh);
+    return neigh;
+  }
+
+  /** Forgets the cached answers the event may have changed; call it before acting on the event. */
+  invalidate(e: RouteEvent): void {
+    this.cache.invalidate(e);
+  }
+
+  /** rtnetlink events were lost: forget every cached answer. */
+  clearCache(): void {
+    this.cache.clear();
   }
 
   private forwarding(family: number, ifindex: number): boolean {
+    const hit = this.cache.forwarding(family, ifindex);
+    if (hit !== undefined) return hit;
     const reply = this.request("netconf lookup", (buf, seq) => buildNetconfGet(buf, seq, family, ifindex));
     if ("errno" in reply) throw new NetlinkError(`netconf lookup of ifindex ${ifindex}`, reply.errno, reply.extack);
-    return parseNetconfForwarding(this.rx, reply) !== 0;
+    const on = parseNetconfForwarding(this.rx, reply) !== 0;
+    this.cache.setForwarding(family, ifindex, on);
+    return on;
+  }
+
+  /** The input route lookup's answer for q, from the cache when no event has changed it since. */
+  private route(q: RouteQuery): RouteReply | ErrorReply {
+    this.cache.l4Rules ??= this.l4Rules(q.family);
+    const hit = this.cache.route(q);
+    if (hit !== undefined) return hit;
+    const reply = this.request("route lookup", (buf, seq) => buildRouteGet(buf, seq, q));
+    const answer = "errno" in reply ? reply : parseRoute(this.rx, reply);
+    this.cache.setRoute(q, answer);
+    return answer;
+  }
+
+  /** Whether some policy routing rule of either family selects on protocol or ports. */
+  private l4Rules(family: number): boolean {
+    let found = false;
+    for (const f of family === AF_INET ? [AF_INET, AF_INET6] : [AF_INET6, AF_INET]) {
+      this.dump("rule dump", (buf, seq) => buildRuleDump(buf, seq, f), (m) => {
+        if (ruleMatchesL4(this.rx, m)) found = true;
+      }, () => (found = false));
+    }
+    return found;
   }
 
   private ensureLoaded(): void {
@@ -316,10 +368,10 @@ export class Rtnl {
     return this.topo.link(ifindex);
   }
 
-  /** The device as the kernel has it now (one RTM_GETLINK), also updated in the snapshot; null when gone. */
+  /** The device as the kernel has it now (or as of the last link event), also updated in the snapshot; null when gone. */
   private liveLink(l: LinkInfo): LinkInfo | null {
     const now = this.link(l.ifindex);
-    if (now === null) return null;
+    if (now === null || now === l) return now;
     now.portName ??= l.portName; // from sysfs when the message lacks it
     this.topo.updateLink(now);
     return now;
@@ -327,10 +379,13 @@ export class Rtnl {
 
   /** The bridge FDB entry for `mac` in `vid`, null when there is none. */
   private fdbGet(br: LinkInfo, mac: Uint8Array, vid: number): FdbReply | null {
+    const hit = this.cache.fdb(br.ifindex, mac, vid);
+    if (hit !== undefined) return hit;
     const r = this.request("bridge FDB lookup", (buf, seq) => buildFdbGet(buf, seq, br.ifindex, mac, vid));
-    if (!("errno" in r)) return parseFdb(this.rx, r);
-    if (r.errno === E.ENOENT) return null;
-    throw new NetlinkError(`bridge FDB lookup on ${br.name}`, r.errno, r.extack);
+    if ("errno" in r && r.errno !== E.ENOENT) throw new NetlinkError(`bridge FDB lookup on ${br.name}`, r.errno, r.extack);
+    const f = "errno" in r ? null : parseFdb(this.rx, r);
+    this.cache.setFdb(br.ifindex, mac, vid, f);
+    return f;
   }
 
   /** ifindexes with a routable address, or used by a unicast route (IPv6 link-local routes aside). */

@@ -17,17 +17,19 @@ export type RouteEvent =
   | { kind: "fdb"; ifindex: number; lladdr: Uint8Array; deleted: boolean }
   | { kind: "routing" };
 
-// Multicast groups (linux/rtnetlink.h): RTMGRP_* bits, and 1 << (RTNLGRP_* - 1) for the rules.
+// Multicast groups (linux/rtnetlink.h): RTMGRP_* bits, and 1 << (RTNLGRP_* - 1) for the rules
+// and netconf (forwarding and rp_filter settings, which decide route lookups too).
 const GROUPS =
   0x1 /* LINK */ | 0x4 /* NEIGH */ | 0x8 /* TC */ | 0x10 /* IPV4_IFADDR */ | 0x40 /* IPV4_ROUTE */ | 0x80 /* IPV4_RULE */ |
-  0x100 /* IPV6_IFADDR */ | 0x400 /* IPV6_ROUTE */ | 0x40000 /* IPV6_RULE */;
+  0x100 /* IPV6_IFADDR */ | 0x400 /* IPV6_ROUTE */ | 0x40000 /* IPV6_RULE */ | 0x800000 /* IPV4_NETCONF */ |
+  0x1000000 /* IPV6_NETCONF */;
 
 const RTM_NEWLINK = 16;
 const RTM_DELLINK = 17;
 const RTM_NEWNEIGH = 28;
 const RTM_DELNEIGH = 29;
 const QDISC_TYPES = new Set([36, 37]); // RTM_NEWQDISC, RTM_DELQDISC
-const ROUTING_TYPES = new Set([20, 21, 24, 25, 32, 33]); // NEW/DELADDR, NEW/DELROUTE, NEW/DELRULE
+const ROUTING_TYPES = new Set([20, 21, 24, 25, 32, 33, 80, 81]); // NEW/DELADDR, NEW/DELROUTE, NEW/DELRULE, NEW/DELNETCONF
 const AF_BRIDGE = 7;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;

@@ -2,7 +2,7 @@
 // uapi layouts, parsers against replies captured from the kernel (test/fixtures/rtnl-replies.json).
 import { describe, expect, test } from "bun:test";
 import {
-  AF_BRIDGE, buildAddrDump, buildFdbGet, buildLinkDump, buildLinkGet, buildNeighGet, buildNetconfGet, buildRouteDump,
+  AF_BRIDGE, buildAddrDump, buildFdbGet, buildLinkDump, buildLinkGet, buildNeighGet, buildNetconfGet, buildRouteDump, buildRuleDump, ruleMatchesL4,
   buildRouteGet, findReply, MalformedMessageError, NETCONFA_IFINDEX_ALL, nudName, parseAddr, parseBridgeLink, parseFdb,
   parseLink, parseNeigh, parseNetconfForwarding, parseRoute, parseRouteOifs, RTEXT_FILTER_BRVLAN, RTEXT_FILTER_SKIP_STATS,
   scanDump, type ErrorReply, type MessageRef, type RouteQuery,
@@ -228,6 +228,7 @@ describe("topology request builders", () => {
   test("RTM_GETADDR and RTM_GETROUTE dumps", () => {
     expect(build((b) => buildAddrDump(b, 14, 10))).toBe(toHex(hex("18000000 1600 0103 0e000000 00000000 0a000000 00000000")));
     expect(build((b) => buildRouteDump(b, 15, 2))).toBe(toHex(hex("1c000000 1a00 0103 0f000000 00000000 02000000 00000000 00000000")));
+    expect(build((b) => buildRuleDump(b, 16, 10))).toBe(toHex(hex("1c000000 2200 0103 10000000 00000000 0a000000 00000000 00000000")));
   });
 
   test("RTM_GETNEIGH AF_BRIDGE: MAC, bridge, VLAN (left out for VLAN 0)", () => {
@@ -343,6 +344,18 @@ describe("topology parsers (uapi layouts)", () => {
     expect(parseFdb(buf, { type: 28, start: 16, end: buf.length })).toEqual({
       ifindex: 3, master: 10, vlan: 20, state: 2, flags: 2, lladdr: hex("0a0000000001"),
     });
+  });
+
+  test("policy rules: a selector on protocol or ports is noticed, others are not", () => {
+    const hdr = [2, 0, 0, 0, 254, 0, 0, 1, 0, 0, 0, 0];
+    const rule = (...attrs: number[][]) => new Uint8Array(nlmsg(32, [...hdr, ...attrs.flat()]));
+    const plain = rule(u32(6, 100), u32(15, 254)); // FRA_PRIORITY, FRA_TABLE
+    expect(ruleMatchesL4(plain, { type: 32, start: 16, end: plain.length })).toBe(false);
+    for (const fra of [22, 23, 24]) { // FRA_IP_PROTO, FRA_SPORT_RANGE, FRA_DPORT_RANGE
+      const l4 = rule(u32(6, 100), u32(fra, 0x00500050));
+      expect(ruleMatchesL4(l4, { type: 32, start: 16, end: l4.length })).toBe(true);
+    }
+    expect(() => ruleMatchesL4(plain, { type: 24, start: 16, end: plain.length })).toThrow(/RTM_NEWRULE/);
   });
 
   test("route dump entry: destination and every next hop's interface", () => {
