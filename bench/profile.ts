@@ -7,7 +7,7 @@
 // gets two flows that NAT into each other (A -> A' and A' -> A), so every repetition is a hit with
 // real NAT, and a TTL of 255 that outlasts the REPEAT repetitions of one run.
 import { mkdirSync, readFileSync, rmSync } from "node:fs";
-import { AF_INET, FLOW_ACT_DROP, encodeAction, encodeConfig, encodeKey, encodeParams } from "../src/abi.ts";
+import { AF_INET, FLOW_ACT_DROP, LAYOUT, encodeAction, encodeConfig, encodeIfaceSlot, encodeKey, encodeParams, placeIfaces } from "../src/abi.ts";
 import { BpfObject, testRun } from "../src/bpf.ts";
 import { planDirection, type Tuple } from "../src/nat.ts";
 import { monotonicNs } from "../ffi/libc.ts";
@@ -56,7 +56,7 @@ function frame(src: string, sport: number): Uint8Array {
   return f;
 }
 
-/** The datapath with a flow pair that NATs A -> A' and A' -> A, and a fresh heartbeat. */
+/** The datapath with a flow pair that NATs A -> A' and A' -> A, a fresh heartbeat, and LO's counters. */
 function loadOffload(): BpfObject {
   const obj = BpfObject.open(readFileSync(`${ROOT}/build/offload.bpf.o`), {
     maxEntries: { flows: 1024, flow_stats: 1024 },
@@ -64,6 +64,8 @@ function loadOffload(): BpfObject {
   });
   obj.load();
   obj.map("flow_config").update(u32(0), encodeConfig(monotonicNs()));
+  const iface = obj.map("iface_stats");
+  for (const [ifindex, slot] of placeIfaces([LO])) iface.update(u32(slot), encodeIfaceSlot(ifindex, iface.valueSize / LAYOUT.iface_stats.size));
   const pair: [Tuple, Tuple][] = [
     [tuple(CLIENT, 10000, SERVER, 9), tuple(SERVER, 9, ROUTER_WAN, 10000)],
     [tuple(ROUTER_WAN, 10000, SERVER, 9), tuple(SERVER, 9, CLIENT, 10000)],

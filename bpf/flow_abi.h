@@ -14,7 +14,7 @@
 
 #include <linux/types.h>
 
-#define FLOW_ABI_VERSION 3
+#define FLOW_ABI_VERSION 4
 
 /* A flow is one direction of a conntrack connection as it arrives on the lowest device. */
 struct flow_key {
@@ -131,10 +131,20 @@ struct flow_dir_stats {
  */
 struct flow_stats {
 	struct flow_dir_stats dir[2];
-	__u64 last_seen_ns;      /* bpf_ktime_get_ns() (CLOCK_MONOTONIC) of the last packet */
+	__u64 last_seen_ns;      /* CLOCK_MONOTONIC of the last packet, FLOW_CLOCK_LAG_NS early at most */
 	__u32 flags;             /* FLOW_STATS_* */
 	__u32 pad;
 };
+
+/*
+ * The datapath reads CLOCK_MONOTONIC once per jiffy and CPU and uses that value until the next
+ * jiffy (reading the clocksource costs more than the rest of a forwarded packet's bookkeeping).
+ * Its time lags by less than a tick (4 ms at HZ=250; 42 ms at HZ=24, the lowest any architecture
+ * offers) plus however late the tick is: FLOW_CLOCK_LAG_NS bounds both. The heartbeat check
+ * reads the clock itself when it is that close to the timeout, so only flow_stats.last_seen_ns
+ * shows the lag.
+ */
+#define FLOW_CLOCK_LAG_NS 100000000ULL
 
 /* flow_event.type */
 #define FLOW_EV_NEW 1     /* a packet of a flow not in the flow map (rate-limited per flow) */
@@ -170,11 +180,20 @@ struct offload_params {
 };
 
 /*
- * Per-device counters for the admin's status view: a per-CPU hash keyed by the ingress ifindex
- * (__u32). User space creates an entry for each device it attaches to; the datapath only updates
- * existing entries. Bytes are frame bytes as received (Ethernet header and tags included).
+ * Per-device counters for the admin's status view: a per-CPU array of IFACE_SLOTS slots (an
+ * array lookup is a few inlined instructions, a hash lookup a function call and a key hash, on
+ * every packet). A device's slot is the first of ifindex % IFACE_SLOTS, the next one, ...
+ * (IFACE_PROBES slots, wrapping around) whose ifindex names it. User space places each device it
+ * attaches to in a free one of its slots, writing the ifindex into every CPU's copy; the datapath
+ * only adds to the slot of the ingress device and counts nothing for a device without one. Bytes
+ * are frame bytes as received (Ethernet header and tags included).
  */
+#define IFACE_SLOTS 256
+#define IFACE_PROBES 4
+
 struct iface_stats {
+	__u32 ifindex;           /* the device counted in this slot; 0 = free */
+	__u32 pad;
 	__u64 fwd_packets;       /* forwarded by the fast path (redirected or sent back out) */
 	__u64 fwd_bytes;
 	__u64 pass_packets;      /* handed to the kernel stack */

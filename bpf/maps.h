@@ -51,10 +51,23 @@ struct {
 } flow_config SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 256);
-	__type(key, __u32); /* ingress ifindex */
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, IFACE_SLOTS);
+	__type(key, __u32); /* slot, see struct iface_stats */
 	__type(value, struct iface_stats);
 } iface_stats SEC(".maps");
+
+/* The datapath's own clock (see FLOW_CLOCK_LAG_NS and now_ns); user space never sees it. */
+struct clock_cache {
+	__u64 jiffies; /* bpf_jiffies64() when ns was read */
+	__u64 ns;      /* bpf_ktime_get_ns() */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct clock_cache);
+} clock_cache SEC(".maps");
 
 #endif /* MAPS_H */

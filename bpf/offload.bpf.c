@@ -16,8 +16,8 @@
  * down to plain Ethernet and the egress one pushed, one small helper per header.
  *
  * Helpers, and the kernel that has them: bpf_xdp_adjust_head 4.10, bpf_skb_change_head 4.10,
- * bpf_skb_vlan_push/pop 4.3, bpf_csum_diff 4.6, bpf_csum_update 4.9; the ring buffer (5.8)
- * sets the minimum. No kfuncs, no bounded loops (everything is unrolled).
+ * bpf_skb_vlan_push/pop 4.3, bpf_csum_diff 4.6, bpf_csum_update 4.9, bpf_jiffies64 5.5; the ring
+ * buffer (5.8) sets the minimum. No kfuncs, no bounded loops (everything is unrolled).
  *
  * This file holds the decisions, the core and the two entry points; the rest is in headers by
  * topic: common.h (shared types, hook accessors), maps.h (params and maps), parse.h (ingress
@@ -42,16 +42,50 @@
 
 /* ---- Decisions. ---- */
 
-/* Fail open: when the daemon stops (or hangs), every packet goes to the stack again. */
-static __always_inline bool daemon_alive(void)
+/*
+ * CLOCK_MONOTONIC as of this CPU's first packet in the current jiffy (FLOW_CLOCK_LAG_NS behind
+ * at most). bpf_ktime_get_ns() reads the clocksource (tens of ns, on every packet twice over);
+ * bpf_jiffies64() and the per-CPU lookup are a few instructions the verifier inlines.
+ */
+static __always_inline __u64 now_ns(void)
 {
+	struct clock_cache *c;
+	__u32 zero = 0;
+	__u64 j;
+
+	c = bpf_map_lookup_elem(&clock_cache, &zero);
+	if (!c)
+		return bpf_ktime_get_ns();
+	j = bpf_jiffies64();
+	if (c->jiffies != j) {
+		c->ns = bpf_ktime_get_ns();
+		c->jiffies = j;
+	}
+	return c->ns;
+}
+
+/*
+ * Fail open: when the daemon stops (or hangs), every packet goes to the stack again. The real
+ * time is at most FLOW_CLOCK_LAG_NS after now (now_ns()): a heartbeat within the timeout even
+ * then is fresh, without reading the clock; the clock decides the rest. Unsigned, as in the
+ * kernel's time_after(): a heartbeat from the future is no heartbeat.
+ */
+static __always_inline bool daemon_alive(__u64 now)
+{
+	const __u64 timeout = params.heartbeat_timeout_ns;
 	struct flow_config *cfg;
 	__u32 zero = 0;
+	__u64 beat;
 
-	if (!params.heartbeat_timeout_ns)
+	if (!timeout)
 		return true;
 	cfg = bpf_map_lookup_elem(&flow_config, &zero);
-	return cfg && bpf_ktime_get_ns() - cfg->heartbeat_ns <= params.heartbeat_timeout_ns;
+	if (!cfg)
+		return false;
+	beat = cfg->heartbeat_ns;
+	if (now + FLOW_CLOCK_LAG_NS - beat <= timeout)
+		return true;
+	return bpf_ktime_get_ns() - beat <= timeout;
 }
 
 /*
@@ -147,14 +181,15 @@ static __always_inline bool exceeds_mtu(const struct pkt *p, __u32 mtu)
 	return !p->gso_size || (__u32)p->hdr_len + p->gso_size > mtu;
 }
 
-static __always_inline void count_packet(struct flow_stats *st, __u8 dir, __u32 l3_len)
+static __always_inline void count_packet(struct flow_stats *st, __u8 dir, __u32 l3_len,
+					 __u64 now)
 {
 	/* dir is 0 or 1; the mask keeps the verifier sure the index stays inside the value. */
 	struct flow_dir_stats *d = &st->dir[dir & 1];
 
 	__sync_fetch_and_add(&d->packets, 1);
 	__sync_fetch_and_add(&d->bytes, l3_len);
-	st->last_seen_ns = bpf_ktime_get_ns();
+	st->last_seen_ns = now;
 }
 
 /* UDP, or a TCP SYN without ACK, FIN or RST: a packet that may open a connection. */
@@ -210,10 +245,11 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 	void *data, *data_end;
 	struct ethhdr *eth;
 	struct pkt p = {};
+	__u64 now = now_ns();
 	__be16 pppoe_sid;
 	int ret;
 
-	if (!daemon_alive())
+	if (!daemon_alive(now))
 		return verdict_code(VERDICT_PASS, hook);
 
 	if (hook == HOOK_TC) {
@@ -255,7 +291,7 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 		if ((act->flags & FLOW_ACT_DROP_SYN) && !opens_connection(&p))
 			return verdict_code(VERDICT_PASS, hook);
 		if (st)
-			count_packet(st, act->dir, p.l3_len);
+			count_packet(st, act->dir, p.l3_len, now);
 		return verdict_code(VERDICT_DROP, hook);
 	}
 	/* A connection that is closing, or whose slot is out of range, belongs to the stack. */
@@ -307,17 +343,33 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 	if (ret || push_l2(ctx, hook, &p, act, &l2, vlan, pppoe_sid))
 		return verdict_code(VERDICT_DROP, hook);
 
-	count_packet(st, act->dir, p.l3_len);
+	count_packet(st, act->dir, p.l3_len, now);
 	/* Back out of the device it came in on: XDP_TX needs no ndo_xdp_xmit, nor a devmap. */
 	if (hook == HOOK_XDP && act->out_ifindex == p.key.ifindex)
 		return XDP_TX;
 	return bpf_redirect(act->out_ifindex, 0);
 }
 
-/* Per-device counters: user space creates the entries, the datapath only adds to them. */
+/* The device's iface_stats slot (see flow_abi.h); NULL when user space has not placed it. */
+static __always_inline struct iface_stats *iface_slot(__u32 ifindex)
+{
+	if (!ifindex)
+		return NULL;
+#pragma unroll
+	for (__u32 i = 0; i < IFACE_PROBES; i++) {
+		__u32 slot = (ifindex + i) % IFACE_SLOTS;
+		struct iface_stats *s = bpf_map_lookup_elem(&iface_stats, &slot);
+
+		if (s && s->ifindex == ifindex)
+			return s;
+	}
+	return NULL;
+}
+
+/* Per-device counters: user space places the devices, the datapath only adds to them. */
 static __always_inline int count_iface(__u32 ifindex, __u32 len, int code, const enum hook hook)
 {
-	struct iface_stats *s = bpf_map_lookup_elem(&iface_stats, &ifindex);
+	struct iface_stats *s = iface_slot(ifindex);
 
 	if (!s)
 		return code;
@@ -341,6 +393,11 @@ int offload_xdp(struct xdp_md *ctx)
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 len = ctx->data_end - ctx->data;
 
+	/*
+	 * Subtract now: left to itself clang may keep ctx->data for later in a 32-bit stack slot,
+	 * which the verifier refuses for a packet pointer ("invalid size of register spill").
+	 */
+	asm volatile("" : "+r"(len));
 	return count_iface(ifindex, len, offload(ctx, HOOK_XDP), HOOK_XDP);
 }
 

@@ -2,7 +2,7 @@
 // against the BTF of the compiled BPF object, so the header stays the single source of truth.
 
 /** FLOW_ABI_VERSION of bpf/flow_abi.h. */
-export const FLOW_ABI_VERSION = 3;
+export const FLOW_ABI_VERSION = 4;
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -42,6 +42,11 @@ export const DSA_TAGGERS: Readonly<Record<string, number>> = {
 export const FLOW_STATS_CLOSING = 1;
 export const FLOW_EV_NEW = 1;
 export const FLOW_EV_CLOSING = 2;
+/** How far the datapath's clock (flow_stats.last_seen_ns) may lag CLOCK_MONOTONIC. */
+export const FLOW_CLOCK_LAG_NS = 100_000_000n;
+/** iface_stats: slots in the array, and how many of them, from ifindex % IFACE_SLOTS on, may hold a device's counters. */
+export const IFACE_SLOTS = 256;
+export const IFACE_PROBES = 4;
 
 /** Byte offsets of each struct's members, named as in the C header. */
 export const LAYOUT = {
@@ -70,8 +75,10 @@ export const LAYOUT = {
     members: { heartbeat_timeout_ns: 0, notify_interval_ns: 8, dsa_ports: 16, dsa_tagger: 20, pad: 21 },
   },
   iface_stats: {
-    size: 48,
-    members: { fwd_packets: 0, fwd_bytes: 8, pass_packets: 16, pass_bytes: 24, drop_packets: 32, drop_bytes: 40 },
+    size: 56,
+    members: {
+      ifindex: 0, pad: 4, fwd_packets: 8, fwd_bytes: 16, pass_packets: 24, pass_bytes: 32, drop_packets: 40, drop_bytes: 48,
+    },
   },
 } as const;
 
@@ -301,6 +308,40 @@ export interface IfaceStats {
 }
 
 const I = LAYOUT.iface_stats.members;
+
+/** The slots that may hold a device's counters, in the order the datapath tries them. */
+export function ifaceSlotCandidates(ifindex: number): number[] {
+  return Array.from({ length: IFACE_PROBES }, (_, i) => (ifindex + i) % IFACE_SLOTS);
+}
+
+/**
+ * Gives each device a slot among its candidates, first come first served: ifindex -> slot. A
+ * device whose candidates are all taken gets none (the datapath does not count it).
+ */
+export function placeIfaces(ifindexes: readonly number[]): Map<number, number> {
+  const taken = new Set<number>();
+  const placed = new Map<number, number>();
+  for (const ifindex of ifindexes) {
+    if (ifindex <= 0 || placed.has(ifindex)) continue;
+    const slot = ifaceSlotCandidates(ifindex).find((c) => !taken.has(c));
+    if (slot === undefined) continue;
+    taken.add(slot);
+    placed.set(ifindex, slot);
+  }
+  return placed;
+}
+
+/** An iface_stats value (nCpus per-CPU copies) naming ifindex (0: a free slot), counters zero. */
+export function encodeIfaceSlot(ifindex: number, nCpus: number): Uint8Array {
+  const buf = new Uint8Array(new ArrayBuffer(nCpus * LAYOUT.iface_stats.size));
+  for (let c = 0; c < nCpus; c++) view(buf).setUint32(c * LAYOUT.iface_stats.size + I.ifindex, ifindex, true);
+  return buf;
+}
+
+/** The device an iface_stats value counts for (0: none), from the first CPU's copy. */
+export function ifaceSlotOwner(buf: Uint8Array): number {
+  return view(buf).getUint32(I.ifindex, true);
+}
 
 /** Sums the per-CPU values of one iface_stats entry (nCpus values of LAYOUT.iface_stats.size, 8-aligned). */
 export function decodeIfaceStats(buf: Uint8Array, nCpus: number): IfaceStats {

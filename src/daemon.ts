@@ -2,7 +2,7 @@
 // events and the once-a-second sweep into the flow table.
 import objectPath from "../build/offload.bpf.o" with { type: "file" };
 import dropperObjectPath from "../build/dropper.bpf.o" with { type: "file" };
-import { FLOW_EV_CLOSING, FLOW_EV_NEW, decodeEvent, encodeConfig, encodeParams } from "./abi.ts";
+import { FLOW_EV_CLOSING, FLOW_EV_NEW, IFACE_SLOTS, LAYOUT, decodeEvent, encodeConfig, encodeIfaceSlot, encodeParams, placeIfaces } from "./abi.ts";
 import { type Attachment, AttachError, type Hook, attach } from "./attach.ts";
 import { constants } from "node:os";
 import { BpfObject, RingBuffer } from "./bpf.ts";
@@ -213,16 +213,15 @@ export class Daemon {
     const adopted = table.adopt();
     if (adopted) this.log.info(`adopted ${adopted} offloaded connection(s) from the previous run`);
     this.heartbeat();
-    const ifaceStats = this.obj.map("iface_stats");
     const lower = this.lowerDevices(this.rtnl);
     if (cfg.dsa) this.conduits = planConduits(this.rtnl.topology, lower);
     for (const c of this.conduits.values()) this.log.info(`${c.ifname}: ${describeConduit(c)}`);
     for (const a of this.attachAll(lower)) {
       this.attachments.push(a);
       devices.set(a.ifindex, a.ifname);
-      ifaceStats.update(this.u32(a.ifindex), new Uint8Array(new ArrayBuffer(ifaceStats.valueSize)));
       this.log.info(`attached to ${a.ifname} (${a.hook})`);
     }
+    this.placeIfaceStats();
     this.applyEgressPolicy();
     this.events = new ConntrackEvents(
       NF_NETLINK_CONNTRACK_NEW | NF_NETLINK_CONNTRACK_UPDATE | NF_NETLINK_CONNTRACK_DESTROY,
@@ -313,6 +312,18 @@ export class Daemon {
     }
     // A flood of new flows or a route change making thousands stale: a batch now, the rest right after.
     if ((this.table?.revalidate() ?? false) || unsettled) setTimeout(() => this.guard(() => this.poll()), 0);
+  }
+
+  /** Gives each attached device a zeroed slot of per-device counters and frees the other slots. */
+  private placeIfaceStats(): void {
+    const map = this.obj.map("iface_stats");
+    const nCpus = map.valueSize / LAYOUT.iface_stats.size;
+    const placed = placeIfaces(this.attachments.map((a) => a.ifindex));
+    const owners = new Map([...placed].map(([ifindex, slot]) => [slot, ifindex]));
+    for (let slot = 0; slot < IFACE_SLOTS; slot++) map.update(this.u32(slot), encodeIfaceSlot(owners.get(slot) ?? 0, nCpus));
+    for (const a of this.attachments) {
+      if (!placed.has(a.ifindex)) this.log.warn(`no per-device counters for ${a.ifname}: its slots are taken by other devices`);
+    }
   }
 
   private u32(n: number): Uint8Array {

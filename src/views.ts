@@ -2,7 +2,7 @@
 // status file and its pinned maps. Nothing here writes anything.
 import {
   FLOW_ACT_DROP, LAYOUT, decodeAction, decodeIfaceStats, decodeKey, decodeStats, type FlowAction, type FlowKey, type FlowStats,
-  type IfaceStats,
+  type IfaceStats, ifaceSlotOwner,
 } from "./abi.ts";
 import { formatEndpoint, protoName } from "./addr.ts";
 import { BpfMap } from "./bpf.ts";
@@ -55,16 +55,17 @@ export function readFlows(pinPath: string, nowNs: bigint): FlowRow[] {
   return [...rows.values()].sort((a, b) => a.connId - b.connId);
 }
 
-/** Per-interface counters of the datapath (pinned iface_stats), by ifindex. */
+/** Per-interface counters of the datapath (pinned iface_stats, the slots devices hold), by ifindex. */
 export function readIfaceStats(pinPath: string): Map<number, IfaceStats> {
   const map = BpfMap.openPinned(`${pinPath}/iface_stats`);
-  const { count, keys, values } = map.dump();
+  const { count, values } = map.dump();
   map.close();
   const nCpus = map.valueSize / LAYOUT.iface_stats.size;
   const out = new Map<number, IfaceStats>();
   for (let i = 0; i < count; i++) {
-    const ifindex = new DataView(keys.buffer, keys.byteOffset + i * 4, 4).getUint32(0, true);
-    out.set(ifindex, decodeIfaceStats(values.subarray(i * map.valueSize, (i + 1) * map.valueSize), nCpus));
+    const value = values.subarray(i * map.valueSize, (i + 1) * map.valueSize);
+    const ifindex = ifaceSlotOwner(value);
+    if (ifindex) out.set(ifindex, decodeIfaceStats(value, nCpus));
   }
   return out;
 }

@@ -4,7 +4,10 @@
 // optional fields through encodeAction / decodeAction.
 import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { FLOW_ABI_VERSION, LAYOUT, decodeAction, encodeAction, type FlowAction } from "../src/abi.ts";
+import {
+  FLOW_ABI_VERSION, FLOW_CLOCK_LAG_NS, IFACE_PROBES, IFACE_SLOTS, LAYOUT, decodeAction, encodeAction, encodeIfaceSlot,
+  ifaceSlotCandidates, ifaceSlotOwner, placeIfaces, type FlowAction,
+} from "../src/abi.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const OBJECT = join(ROOT, "build", "offload.bpf.o");
@@ -70,9 +73,35 @@ test("params is the only variable of .rodata, at offset 0, a struct offload_para
   expect(resolve(variable.type_id ?? 0)).toMatchObject({ kind: "STRUCT", name: "offload_params" });
 });
 
-test("FLOW_ABI_VERSION matches bpf/flow_abi.h", async () => {
+test("FLOW_ABI_VERSION and the other constants match bpf/flow_abi.h", async () => {
   const header = await Bun.file(join(ROOT, "bpf", "flow_abi.h")).text();
-  expect(header.match(/^#define FLOW_ABI_VERSION (\d+)$/m)?.[1]).toBe(String(FLOW_ABI_VERSION));
+  const define = (name: string) => header.match(new RegExp(`^#define ${name} (\\d+)(ULL)?$`, "m"))?.[1];
+  expect(define("FLOW_ABI_VERSION")).toBe(String(FLOW_ABI_VERSION));
+  expect(define("FLOW_CLOCK_LAG_NS")).toBe(String(FLOW_CLOCK_LAG_NS));
+  expect(define("IFACE_SLOTS")).toBe(String(IFACE_SLOTS));
+  expect(define("IFACE_PROBES")).toBe(String(IFACE_PROBES));
+});
+
+describe("iface_stats slots", () => {
+  test("a device's candidates start at ifindex % IFACE_SLOTS and wrap around", () => {
+    expect(ifaceSlotCandidates(3)).toEqual([3, 4, 5, 6]);
+    expect(ifaceSlotCandidates(IFACE_SLOTS * 7 + IFACE_SLOTS - 2)).toEqual([IFACE_SLOTS - 2, IFACE_SLOTS - 1, 0, 1]);
+  });
+
+  test("placed first come first served in a free candidate; no slot when all are taken", () => {
+    const s = IFACE_SLOTS;
+    const placed = placeIfaces([5, 5 + s, 6, 5 + 2 * s, 5 + 3 * s, 3, 0]);
+    expect([...placed]).toEqual([[5, 5], [5 + s, 6], [6, 7], [5 + 2 * s, 8], [3, 3]]);
+  });
+
+  test("a slot's value names its device in every CPU's copy, counters zero", () => {
+    const buf = encodeIfaceSlot(42, 3);
+    expect(buf.length).toBe(3 * LAYOUT.iface_stats.size);
+    expect(ifaceSlotOwner(buf)).toBe(42);
+    const v = new DataView(buf.buffer);
+    for (let c = 0; c < 3; c++) expect(v.getUint32(c * LAYOUT.iface_stats.size + LAYOUT.iface_stats.members.ifindex, true)).toBe(42);
+    expect(buf.reduce((n, b) => n + b, 0)).toBe(3 * 42);
+  });
 });
 
 describe("flow_action ingress MACs", () => {

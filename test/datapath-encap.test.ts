@@ -14,15 +14,21 @@ import {
   FLOW_ACT_DROP,
   FLOW_ACT_TC_ONLY,
   FLOW_VLAN_8021AD,
+  IFACE_PROBES,
+  IFACE_SLOTS,
   LAYOUT,
   decodeIfaceStats,
   decodeStats,
   encodeAction,
   encodeConfig,
+  encodeIfaceSlot,
   encodeKey,
   encodeParams,
+  ifaceSlotCandidates,
+  ifaceSlotOwner,
   type FlowAction,
   type FlowKey,
+  type IfaceStats,
 } from "../src/abi.ts";
 import { BpfError, BpfObject, testRun, type BpfMap, type TestRunResult } from "../src/bpf.ts";
 import { libbpf } from "../ffi/libbpf.ts";
@@ -157,6 +163,22 @@ class Datapath {
     const buf = new Uint8Array(LAYOUT.flow_stats.size);
     expect(this.stats.lookup(u32(connId), buf)).toBe(true);
     return decodeStats(buf).dir.map((d) => d.packets);
+  }
+
+  /** Gives slot `slot` of iface_stats to a device (0: frees it), counters zero, as the daemon does. */
+  placeIface(slot: number, ifindex: number): void {
+    this.iface.update(u32(slot), encodeIfaceSlot(ifindex, libbpf.symbols.libbpf_num_possible_cpus()));
+  }
+
+  /** Every slot of iface_stats: the device it names (0: free) and its counters summed over CPUs. */
+  ifaceSlots(): { ifindex: number; stats: IfaceStats }[] {
+    const nCpus = libbpf.symbols.libbpf_num_possible_cpus();
+    const { count, values } = this.iface.dump();
+    expect(count).toBe(IFACE_SLOTS);
+    return Array.from({ length: count }, (_, i) => {
+      const v = values.subarray(i * this.iface.valueSize, (i + 1) * this.iface.valueSize);
+      return { ifindex: ifaceSlotOwner(v), stats: decodeIfaceStats(v, nCpus) };
+    });
   }
 }
 
@@ -701,26 +723,28 @@ describe("TC: VLAN tag in skb metadata", () => {
 });
 
 describe("iface_stats", () => {
+  /** The slots with any counter above zero. */
+  const counted = (dp: Datapath) => dp.ifaceSlots().filter((s) => Object.values(s.stats).some((n: bigint) => n > 0n));
+
   test("forwarded, passed and dropped packets and bytes of the ingress device, summed over CPUs", () => {
     const dp = new Datapath(DSA_TAG_NONE, 0);
     try {
       dp.heartbeat();
-      const nCpus = libbpf.symbols.libbpf_num_possible_cpus();
-      const zero = new Uint8Array(dp.iface.valueSize);
+      const home = ifaceSlotCandidates(INGRESS_IFINDEX)[0]!;
       const read = () => {
-        const buf = new Uint8Array(dp.iface.valueSize);
-        expect(dp.iface.lookup(u32(INGRESS_IFINDEX), buf)).toBe(true);
-        return decodeIfaceStats(buf, nCpus);
+        const slot = dp.ifaceSlots()[home];
+        expect(slot?.ifindex).toBe(INGRESS_IFINDEX);
+        return slot?.stats;
       };
       const fwd = plan(4, PROTO_TCP, [vlan(3)], { vlan: [kv(3), 0] }, {}, []);
       const drop = plan(6, PROTO_UDP, [], {}, {}, [], { flags: FLOW_ACT_DROP });
       const unknown = plan(4, PROTO_UDP, [], {}, {}, []);
       dp.install(fwd);
       dp.install(drop);
-      // No entry: nothing counted, nothing created.
+      // No slot names the device: nothing counted anywhere.
       expect(dp.run(XDP, buildFrame(fwd.spec)).retval).toBe(XDP.redirect);
-      expect(dp.iface.lookup(u32(INGRESS_IFINDEX), new Uint8Array(dp.iface.valueSize))).toBe(false);
-      dp.iface.update(u32(INGRESS_IFINDEX), zero);
+      expect(counted(dp)).toEqual([]);
+      dp.placeIface(home, INGRESS_IFINDEX);
       const f = buildFrame(fwd.spec).length;
       const d = buildFrame(drop.spec).length;
       const p = buildFrame(unknown.spec).length;
@@ -746,8 +770,8 @@ describe("iface_stats", () => {
     const dp = new Datapath(DSA_TAG_NONE, 0);
     try {
       dp.heartbeat();
-      const nCpus = libbpf.symbols.libbpf_num_possible_cpus();
-      dp.iface.update(u32(INGRESS_IFINDEX), new Uint8Array(dp.iface.valueSize));
+      const home = ifaceSlotCandidates(INGRESS_IFINDEX)[0]!;
+      dp.placeIface(home, INGRESS_IFINDEX);
       const flow = plan(4, PROTO_TCP, [pppoe(5)], { pppoeSid: 5 }, {}, []);
       flow.action.ingressDmac = parseMac(ROUTER_MAC);
       flow.action.ingressSmac = parseMac(CLIENT_MAC);
@@ -761,10 +785,8 @@ describe("iface_stats", () => {
       for (const hook of HOOKS) {
         for (const frame of [otherHost, otherPeer, dropOther]) expect(dp.run(hook, frame).retval).toBe(hook.pass);
       }
-      const buf = new Uint8Array(dp.iface.valueSize);
-      expect(dp.iface.lookup(u32(INGRESS_IFINDEX), buf)).toBe(true);
       const n = BigInt(otherHost.length + otherPeer.length + dropOther.length);
-      expect(decodeIfaceStats(buf, nCpus)).toEqual({
+      expect(dp.ifaceSlots()[home]?.stats).toEqual({
         fwdPackets: 0n,
         fwdBytes: 0n,
         passPackets: 6n,
@@ -773,6 +795,29 @@ describe("iface_stats", () => {
         dropBytes: 0n,
       });
       expect(dp.connPackets(drop.action.connId)).toEqual([0n, 0n]);
+    } finally {
+      dp.obj.close();
+    }
+  });
+  test("a device whose first slots other devices hold is counted in its last candidate, and not at all past it", () => {
+    const dp = new Datapath(DSA_TAG_NONE, 0);
+    try {
+      dp.heartbeat();
+      const unknown = plan(4, PROTO_UDP, [], {}, {}, []);
+      const frame = buildFrame(unknown.spec);
+      const candidates = ifaceSlotCandidates(INGRESS_IFINDEX);
+      const last = candidates[IFACE_PROBES - 1]!;
+      const beyond = (last + 1) % IFACE_SLOTS;
+      // Other devices (ifindexes that share these slots) in all but the last candidate.
+      candidates.slice(0, -1).forEach((slot, i) => dp.placeIface(slot, INGRESS_IFINDEX + (i + 1) * IFACE_SLOTS));
+      dp.placeIface(last, INGRESS_IFINDEX);
+      for (const hook of HOOKS) expect(dp.run(hook, frame).retval).toBe(hook.pass);
+      expect(counted(dp).map((s) => [s.ifindex, s.stats.passPackets])).toEqual([[INGRESS_IFINDEX, 2n]]);
+      expect(dp.ifaceSlots()[last]?.stats.passBytes).toBe(BigInt(2 * frame.length));
+      dp.placeIface(last, 0);
+      dp.placeIface(beyond, INGRESS_IFINDEX);
+      for (const hook of HOOKS) expect(dp.run(hook, frame).retval).toBe(hook.pass);
+      expect(counted(dp)).toEqual([]);
     } finally {
       dp.obj.close();
     }
