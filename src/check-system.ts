@@ -70,7 +70,7 @@ export function memlock(rel: string, limits: string, capEff: bigint): CheckResul
 export function btf(): CheckResult {
   const path = "/sys/kernel/btf/vmlinux";
   if (existsSync(path)) return ok("BTF", `${path} present`);
-  return warn("BTF", `no ${path}; the datapath does not need it (no CO-RE), bpftool's typed output does`,
+  return warn("BTF", `no ${path}; the datapath does not need it, the dropper (--drop blackhole|learn) does`,
     "enable CONFIG_DEBUG_INFO_BTF (OpenWrt: CONFIG_KERNEL_DEBUG_INFO_BTF=y)");
 }
 

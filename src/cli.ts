@@ -71,7 +71,7 @@ export const flowsArgs = {
   "run-dir": runDirArg,
   proto: { type: "string", description: "tcp | udp" },
   iface: { type: "string", description: "Only flows entering or leaving this device" },
-  state: { type: "string", description: "offloaded | closing" },
+  state: { type: "string", description: "offloaded | closing | dropped (the dropper's entries)" },
   json: { type: "boolean", default: false, description: "Print JSON" },
 } as const satisfies ArgsDef;
 

@@ -273,7 +273,7 @@ export class Daemon {
     } catch (e) {
       this.rulesetEvents?.close();
       this.rulesetEvents = null;
-      this.log.warn(`dropper off (packets the kernel drops are not dropped at XDP): ${(e as Error).message.split("\n")[0]}`);
+      this.log.warn(`dropper off (${(e as Error).message.split("\n")[0]}): packets the kernel drops are not dropped at XDP; offloading works as usual`);
       return;
     }
     this.dropper = dropper;

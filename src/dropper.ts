@@ -11,7 +11,7 @@
 //     after they were learned, when the kernel judges the next packet again.
 // What happens to an entry is decided here; the tracepoint only reports, the datapath only drops.
 import { constants } from "node:os";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { BPF_NOEXIST, libbpf } from "../ffi/libbpf.ts";
 import { close } from "../ffi/libc.ts";
 import {
@@ -39,6 +39,8 @@ const NOTIFY_INTERVAL_NS = 200_000_000n;
 /** At most this many tracepoint events per CPU per second (a flood from changing ports). */
 const EVENTS_PER_CPU_S = 500;
 const SLOT_REST_MS = 2_000;
+/** Where the kernel publishes its own BTF (CONFIG_DEBUG_INFO_BTF); libbpf looks here first. */
+const VMLINUX_BTF = "/sys/kernel/btf/vmlinux";
 
 // linux/netfilter/nf_conntrack_common.h
 const IP_CT_NEW = 2;
@@ -316,10 +318,12 @@ export class DropObserver {
   }
 
   /**
-   * Loads and attaches the tracepoint program; throws when the kernel can't have it (no BTF, no
-   * drop reasons in skb:kfree_skb before Linux 5.17).
+   * Loads and attaches the tracepoint program; throws an error whose message says in a few words
+   * why the kernel can't have it (no BTF, no drop reasons in skb:kfree_skb before Linux 5.17).
    */
   static start(bytes: Uint8Array, learn: boolean, onEvent: (ev: DropEvent) => void): DropObserver {
+    // A tp_btf program is typed by the kernel's BTF: without it libbpf fails with a bare ESRCH.
+    if (!existsSync(VMLINUX_BTF)) throw new Error(`the kernel has no BTF: no ${VMLINUX_BTF}, it was built without CONFIG_DEBUG_INFO_BTF`);
     const netnsIno = BigInt(statSync("/proc/self/ns/net").ino);
     const obj = BpfObject.open(bytes, {
       name: "dropper",
@@ -327,6 +331,11 @@ export class DropObserver {
     });
     try {
       obj.load();
+    } catch (e) {
+      obj.close();
+      throw new Error(`the kernel refuses the skb:kfree_skb tracepoint program, which needs Linux 5.17+: ${(e as Error).message.split("\n")[0]}`);
+    }
+    try {
       return new DropObserver(obj, onEvent);
     } catch (e) {
       obj.close();

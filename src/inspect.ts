@@ -3,7 +3,7 @@
 import { monotonicNs, ifIndexToName } from "../ffi/libc.ts";
 import { UsageError } from "./cli.ts";
 import { readLiveStatus } from "./status.ts";
-import { type FlowFilter, type FlowRow, filterFlows, formatFlow, formatIfaceStats, formatStatus, readFlows, readIfaceStats } from "./views.ts";
+import { FLOW_STATES, type FlowFilter, type FlowRow, filterFlows, isFlowState, formatFlow, formatIfaceStats, formatStatus, readFlows, readIfaceStats } from "./views.ts";
 
 /** Nothing to inspect: no daemon runs, or it keeps no pinned maps. */
 export class NotRunningError extends Error {}
@@ -31,10 +31,10 @@ export function statusCommand(a: { "run-dir": string; json: boolean }): string {
 
 export function flowsCommand(a: { "run-dir": string; proto?: string; iface?: string; state?: string; json: boolean }): string {
   if (a.proto && !["tcp", "udp"].includes(a.proto)) throw new UsageError(`--proto must be tcp or udp, not "${a.proto}"`);
-  if (a.state && !["offloaded", "closing"].includes(a.state)) throw new UsageError(`--state must be offloaded or closing, not "${a.state}"`);
+  if (a.state !== undefined && !isFlowState(a.state)) throw new UsageError(`--state must be ${FLOW_STATES.join(", ")}, not "${a.state}"`);
   const s = liveStatus(a["run-dir"]);
   if (!s.pinPath) throw new NotRunningError("the daemon runs without pinned maps (--pin-path none, or no bpffs): no flow list");
-  const filter: FlowFilter = { proto: a.proto, iface: a.iface, state: a.state as FlowFilter["state"] };
+  const filter: FlowFilter = { proto: a.proto, iface: a.iface, state: a.state };
   const rows: FlowRow[] = filterFlows(readFlows(s.pinPath, monotonicNs()), filter, ifname);
   if (a.json) return `${toJson(rows)}\n`;
   return rows.map((r) => `${formatFlow(r, ifname)}\n`).join("");

@@ -74,16 +74,26 @@ export function formatIfaceStats(name: string, s: IfaceStats): string {
   return `  ${name}: fast path ${s.fwdPackets} packets (${s.fwdBytes} bytes), to the kernel ${s.passPackets} packets (${s.passBytes} bytes), dropped ${s.dropPackets}`;
 }
 
+/** `flows --state`: connections on the fast path, connections closing, or the dropper's entries. */
+export const FLOW_STATES = ["offloaded", "closing", "dropped"] as const;
+export type FlowState = (typeof FLOW_STATES)[number];
+export const isFlowState = (s: string): s is FlowState => FLOW_STATES.some((x) => x === s);
+
 export interface FlowFilter {
   proto?: string;
   iface?: string;
-  state?: "offloaded" | "closing";
+  state?: FlowState;
 }
+
+/** A drop entry of the dropper (one direction, FLOW_ACT_DROP), not a connection. */
+const isDrop = (r: FlowRow) => r.dirs.some((d) => d.action.flags & FLOW_ACT_DROP);
+
+const flowState = (r: FlowRow): FlowState => (isDrop(r) ? "dropped" : r.closing ? "closing" : "offloaded");
 
 export function filterFlows(rows: FlowRow[], f: FlowFilter, ifname: (i: number) => string): FlowRow[] {
   return rows.filter((r) =>
     (!f.proto || r.proto === f.proto) &&
-    (!f.state || (f.state === "closing") === r.closing) &&
+    (!f.state || flowState(r) === f.state) &&
     (!f.iface || r.dirs.some((d) => ifname(d.key.ifindex) === f.iface || ifname(d.action.outIfindex) === f.iface)));
 }
 
@@ -122,7 +132,7 @@ export function formatStatus(s: DaemonStatus, rows: FlowRow[] | null, now: numbe
   ];
   if (rows) {
     const entries = rows.reduce((n, r) => n + r.dirs.length, 0);
-    const carried = rows.filter((r) => !r.dirs.some((d) => d.action.flags & FLOW_ACT_DROP));
+    const carried = rows.filter((r) => !isDrop(r));
     const packets = carried.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.packets, 0n), 0n);
     const bytes = carried.reduce((n, r) => n + r.dirs.reduce((m, d) => m + d.bytes, 0n), 0n);
     lines.push(`flow map: ${entries} of ${s.maxFlows} entries; offloaded connections carried ${packets} packets, ${bytes} bytes on the fast path`);

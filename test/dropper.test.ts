@@ -2,9 +2,11 @@
 // routing table drops; after the first drops the router's XDP program drops them instead, and
 // nothing the kernel would accept is ever dropped.
 import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { attachedTo } from "./fixtures/faults.ts";
 import { ADDR, type Lab, sh } from "./lab.ts";
-import { BIN, Offloader } from "./offloader.ts";
-import { BUN, labFixture } from "./traffic.ts";
+import { BIN, Offloader, StateDirs } from "./offloader.ts";
+import { BUN, labFixture, startUdpClient, udpEcho } from "./traffic.ts";
 
 const SPORT = 41000;
 /** Frames of a flood a veth may deliver outside its XDP program. */
@@ -52,7 +54,7 @@ const counter = (lab: Lab, name: string) => {
 /** UDP datagrams from the server (the WAN side, or `from`) to host:port, all from one source port. */
 function send(lab: Lab, host: string, port: number, count: number, gapMs = 2, from = lab.server): void {
   const script = `
-    const s = require("node:dgram").createSocket("udp4");
+    const s = require("node:dgram").createSocket("${host.includes(":") ? "udp6" : "udp4"}");
     s.bind(${SPORT}, async () => {
       for (let i = 0; i < ${count}; i++) {
         s.send(Buffer.alloc(18), ${port}, "${host}");
@@ -101,7 +103,9 @@ async function settledNetwork(lab: Lab): Promise<void> {
 const setup = (lab: Lab) => {
   // The WAN host reaches the LAN and the test prefixes through the router.
   for (const net of ["10.200.1.0/24", "10.200.77.0/24", "10.200.78.0/24"]) lab.exec(lab.server, ["ip", "route", "add", net, "via", ADDR.routerWan4]);
+  for (const net of ["fd00:1::/64", "fd00:77::/64"]) lab.exec(lab.server, ["ip", "-6", "route", "add", net, "via", ADDR.routerWan6]);
   lab.exec(lab.router, ["ip", "route", "add", "blackhole", "10.200.77.0/24"]);
+  lab.exec(lab.router, ["ip", "-6", "route", "add", "blackhole", "fd00:77::/64"]);
   lab.exec(lab.router, ["ip", "route", "add", "unreachable", "10.200.78.0/24"]);
   loadRules(lab, "drop");
 };
@@ -184,6 +188,26 @@ describe("learnt netfilter drops (--drop learn)", () => {
     }
   }, 60_000);
 
+  test("IPv6: a flood of a closed port is learnt and dropped at XDP, the forward chain stops counting", async () => {
+    await settledNetwork(lab);
+    const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native", "--drop", "learn", "--drop-timeout", "60"]);
+    try {
+      await off.waitFor(/dropper on: blackhole routes and netfilter drops/);
+      send(lab, ADDR.client6, 9999, 5);
+      await off.waitFor(/dropping at XDP: udp \[fd00:2::2\]:41000 -> \[fd00:1::2\]:9999 on wan \(netfilter verdict\)/);
+      const closed = await settled(lab, "closed");
+      const drops = xdpDrops(lab, off, "wan");
+      send(lab, ADDR.client6, 9999, 300);
+      expect(await settled(lab, "closed") - closed).toBeLessThanOrEqual(VETH_SLIP);
+      expect(xdpDrops(lab, off, "wan") - drops).toBeGreaterThanOrEqual(300 - VETH_SLIP);
+      const flows = lab.exec(lab.router, [BIN, "flows", "--state", "dropped", "--run-dir", off.dirs.runDir]);
+      expect(flows).toMatch(/^udp +\[DROP\] \[fd00:2::2\]:41000 -> \[fd00:1::2\]:9999 on wan packets=\d+/);
+      expect(flows.trim().split("\n")).toHaveLength(1);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+
   test("a rate-limited rule: a learnt drop outlives the limit's refill for at most 4 drop timeouts, then the kernel judges again", async () => {
     await settledNetwork(lab);
     const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native", "--drop", "learn", "--drop-timeout", "1"]);
@@ -217,7 +241,7 @@ describe("learnt netfilter drops (--drop learn)", () => {
 
 describe("blackhole routes (the default --drop blackhole)", () => {
   let lab!: Lab;
-  labFixture({ prefix: "eod" }, [], (l) => (lab = l), setup);
+  labFixture({ prefix: "eod" }, [udpEcho], (l) => (lab = l), setup);
 
   test("a blackholed prefix is dropped at XDP; an unreachable one stays with the kernel (ICMP); netfilter drops are not learnt", async () => {
     await settledNetwork(lab);
@@ -246,6 +270,39 @@ describe("blackhole routes (the default --drop blackhole)", () => {
       lab.exec(lab.router, ["ip", "route", "del", "blackhole", "10.200.77.0/24"]);
       await off.waitFor(/removed 1 drop entry: the route lookup no longer drops their packets/);
       lab.exec(lab.router, ["ip", "route", "add", "blackhole", "10.200.77.0/24"]);
+    } finally {
+      expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+
+  test("IPv6: a blackholed prefix is dropped at XDP; `flows --state dropped` lists the entry, not the connection offloaded beside it", async () => {
+    await settledNetwork(lab);
+    const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native"]);
+    try {
+      await off.waitFor(/dropper on: blackhole routes,/);
+      const client = await startUdpClient(lab, off, ADDR.server4, 100);
+      send(lab, "fd00:77::1", 5000, 5);
+      await off.waitFor(/dropping at XDP: udp \[fd00:2::2\]:41000 -> \[fd00:77::1\]:5000 on wan \(blackhole route\)/);
+      const drops = xdpDrops(lab, off, "wan");
+      send(lab, "fd00:77::1", 5000, 200);
+      expect(xdpDrops(lab, off, "wan") - drops).toBeGreaterThanOrEqual(200 - VETH_SLIP);
+
+      const flows = (...args: string[]) => lab.exec(lab.router, [BIN, "flows", ...args, "--run-dir", off.dirs.runDir]).split("\n").filter(Boolean);
+      const drop = /^udp +\[DROP\] \[fd00:2::2\]:41000 -> \[fd00:77::1\]:5000 on wan packets=(\d+)/;
+      const conn = /^udp +orig 10\.200\.1\.2:\d+ -> 10\.200\.2\.2:7001 /;
+      expect(flows()).toHaveLength(2);
+      const dropped = flows("--state", "dropped");
+      expect(dropped).toHaveLength(1);
+      expect(Number(drop.exec(dropped[0] ?? "")?.[1])).toBeGreaterThanOrEqual(200 - VETH_SLIP);
+      const offloaded = flows("--state", "offloaded");
+      expect(offloaded).toHaveLength(1);
+      expect(offloaded[0]).toMatch(conn);
+      expect(flows("--state", "closing")).toEqual([]);
+      const json = JSON.parse(flows("--state", "dropped", "--json").join("\n")) as { family: number; dirs: unknown[] }[];
+      expect(json.map((r) => [r.family, r.dirs.length])).toEqual([[10, 1]]);
+
+      const res = await client.go();
+      expect(res.received).toBe(res.sent);
     } finally {
       expect(await off.stop()).toBe(0);
     }
@@ -282,6 +339,48 @@ describe("behind a bridge: the entry is keyed by the bridge port the sender is o
       expect(xdpDrops(lab, off, "lan1") - drops).toBeGreaterThanOrEqual(200 - VETH_SLIP);
     } finally {
       expect(await off.stop()).toBe(0);
+    }
+  }, 60_000);
+});
+
+/**
+ * Runs the daemon with the kernel's BTF out of its sight, as on a kernel built without
+ * CONFIG_DEBUG_INFO_BTF: an empty tmpfs over /sys/kernel/btf in a mount namespace of its own,
+ * which goes when the daemon exits.
+ */
+const WITHOUT_BTF = ["unshare", "--mount", "--propagation", "private", "sh", "-c", 'mount -t tmpfs no-btf /sys/kernel/btf && exec "$0" "$@"'];
+
+describe("a kernel without BTF: the dropper is off, the forwarder works", () => {
+  let lab!: Lab;
+  labFixture({ prefix: "eod" }, [udpEcho], (l) => (lab = l));
+
+  test("one warning line, a UDP flow offloaded both ways, nothing left afterwards", async () => {
+    const dirs = new StateDirs();
+    try {
+      const off = new Offloader(lab, ["lan", "wan", "--hook", "xdp-native"], dirs, { wrap: WITHOUT_BTF });
+      try {
+        await off.waitFor(/running on lan, wan/);
+        const client = await startUdpClient(lab, off, ADDR.server4, 2000);
+        const before = lab.forwardedPackets();
+        const res = await client.go();
+        expect(res.received).toBe(res.sent);
+        expect(lab.forwardedPackets() - before).toBe(0);
+        expect(status(lab, off).dropper).toMatchObject({ mode: "off", entries: { blackhole: 0 } });
+      } finally {
+        expect(await off.stop()).toBe(0);
+      }
+      expect(off.output.split("\n").filter((l) => /^(warn|error):/.test(l))).toEqual([
+        "warn: dropper off (the kernel has no BTF: no /sys/kernel/btf/vmlinux, it was built without CONFIG_DEBUG_INFO_BTF): " +
+          "packets the kernel drops are not dropped at XDP; offloading works as usual",
+      ]);
+      expect(off.output).not.toMatch(/dropper on/);
+      expect(["lan", "wan"].flatMap((d) => attachedTo(lab, d))).toEqual([]);
+      expect(existsSync(dirs.pinPath) ? readdirSync(dirs.pinPath) : []).toEqual([]);
+      expect(existsSync(`${dirs.runDir}/status.json`)).toBe(false);
+      // The tmpfs went with the daemon's mount namespace.
+      expect(lab.exec(lab.router, ["ls", "/sys/kernel/btf"])).toContain("vmlinux");
+    } finally {
+      dirs.remove();
     }
   }, 60_000);
 });

@@ -42,6 +42,12 @@ describe("status and flows", () => {
       expect(json[0]?.dirs[0]?.packets).toBeGreaterThan(500);
       expect(cli(["flows", "--proto", "tcp", ...runDir]).out).toBe("");
       expect(cli(["flows", "--iface", "wan", ...runDir]).out.trim().split("\n")).toHaveLength(1);
+      const offloaded = cli(["flows", "--state", "offloaded", ...runDir]).out.trim().split("\n");
+      expect(offloaded).toHaveLength(1);
+      expect(offloaded[0]).toMatch(/^udp +orig 10\.200\.1\.2:\d+ -> 10\.200\.2\.2:7001 /);
+      // No drop entries here (test/dropper.test.ts lists some), and nothing closing.
+      expect(cli(["flows", "--state", "dropped", ...runDir]).out).toBe("");
+      expect(cli(["flows", "--state", "closing", ...runDir]).out).toBe("");
       await done;
     } finally {
       expect(await off.stop()).toBe(0);
@@ -55,5 +61,8 @@ describe("status and flows", () => {
     const bad = cli(["flows", "--proto", "icmp"]);
     expect(bad.code).toBe(2);
     expect(bad.err).toBe('ebpf-offloader: --proto must be tcp or udp, not "icmp"\n');
+    const badState = cli(["flows", "--state", "drop"]);
+    expect(badState.code).toBe(2);
+    expect(badState.err).toBe('ebpf-offloader: --state must be offloaded, closing, dropped, not "drop"\n');
   });
 });

@@ -45,14 +45,18 @@ export class Offloader {
   private readonly waitMs: number;
   readonly dirs: StateDirs;
 
-  /** A lab's router namespace (test/lab.ts, or the VM's lab); `bin`: another build; `waitMs`: waitFor's default. */
-  constructor(lab: Pick<Lab, "router">, args: string[], dirs?: StateDirs, opts: { bin?: string; waitMs?: number } = {}) {
+  /**
+   * A lab's router namespace (test/lab.ts, or the VM's lab); `bin`: another build; `waitMs`:
+   * waitFor's default; `wrap`: a command inside the namespace that runs the daemon's command line
+   * (appended to it as arguments), e.g. to change the daemon's view of the file system.
+   */
+  constructor(lab: Pick<Lab, "router">, args: string[], dirs?: StateDirs, opts: { bin?: string; waitMs?: number; wrap?: string[] } = {}) {
     this.ownDirs = !dirs;
     this.dirs = dirs ?? new StateDirs();
     this.waitMs = opts.waitMs ?? 10_000;
     this.proc = Bun.spawn(
       [
-        "ip", "netns", "exec", lab.router, opts.bin ?? BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir,
+        "ip", "netns", "exec", lab.router, ...(opts.wrap ?? []), opts.bin ?? BIN, "run", ...args, "--pin-path", this.dirs.pinPath, "--run-dir", this.dirs.runDir,
         // Flows offloaded and handed back are logged at debug level; the tests watch for them.
         ...(args.includes("--log-level") ? [] : ["--log-level", "debug"]),
       ],
