@@ -51,6 +51,36 @@ static __always_inline bool ipv4_csum_valid(const struct iphdr *iph)
 	return csum_fold(sum) == 0xffff;
 }
 
+/*
+ * XDP cannot see skb->ip_summed. A local sender with checksum offload (a container's veth, a
+ * VM's tap) hands over CHECKSUM_PARTIAL packets whose L4 checksum field holds only the folded
+ * pseudo-header sum (addresses, protocol, L4 length: the kernel writes ~tcp_v4_check(len, s, d,
+ * 0), ~udp_v4_check(...) or ~csum_ipv6_magic(...)) for the device to complete. Patched as if it
+ * were complete and redirected, such a frame arrives with a bad checksum: it must go to the
+ * stack, which completes it. A complete checksum equals that value only by chance (1 in 65536),
+ * and such a packet merely takes the kernel path.
+ *
+ * The key holds the addresses as they lie in the packet, an IPv4 one in the first word and zeros
+ * after (the parser starts from a zeroed key), so one sum serves both families; the IPv6
+ * pseudo-header's 32-bit length and next header have zero upper words. Everything is summed as
+ * it lies in memory, like the field it is compared with (one's-complement sums commute with byte
+ * swapping), in 32-bit words folded down (2^32 and 2^16 are both 1 modulo 0xffff). A sum of
+ * nonzero words folds to 1..0xffff, never 0, as the kernel's does: a field of 0 (UDP over IPv4
+ * without checksum) never matches.
+ */
+static __always_inline bool l4_csum_is_partial(__u16 check, const struct flow_key *key,
+					       __u16 l4_len)
+{
+	__u64 sum = bpf_htons((__u16)key->proto) + bpf_htons(l4_len);
+
+#pragma unroll
+	for (int i = 0; i < 4; i++)
+		sum += (__u64)key->saddr[i] + key->daddr[i];
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	return check == csum_fold(sum);
+}
+
 /* ---- Patching after NAT. ---- */
 
 /*

@@ -199,6 +199,31 @@ static __always_inline bool opens_connection(const struct pkt *p)
 	       (p->tcp_flags & (PKT_TCP_SYN | PKT_TCP_ACK | PKT_TCP_FIN_RST)) == PKT_TCP_SYN;
 }
 
+/*
+ * XDP: a CHECKSUM_PARTIAL packet (see l4_csum_is_partial) goes to the stack untouched. TC sees
+ * skb->ip_summed and patches such packets as the kernel's NAT does (tc_patch_checksums).
+ */
+static __always_inline bool xdp_csum_partial(void *data, void *data_end, const struct pkt *p)
+{
+	void *l4 = data + (p->l3_off & L2_OFF_MASK);
+	__u16 l4_len = p->l3_len - (p->l4_off - p->l3_off);
+	struct udphdr *uh;
+
+	l4 += p->key.family == AF_INET ? sizeof(struct iphdr) : sizeof(struct ipv6hdr);
+	if (p->key.proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+
+		/* Not the frame that was parsed: the stack decides. */
+		if ((void *)(th + 1) > data_end)
+			return true;
+		return l4_csum_is_partial(th->check, &p->key, l4_len);
+	}
+	uh = l4;
+	if ((void *)(uh + 1) > data_end)
+		return true;
+	return l4_csum_is_partial(uh->check, &p->key, l4_len);
+}
+
 /* ---- The core. ---- */
 
 /*
@@ -318,6 +343,9 @@ static __always_inline int offload(void *ctx, const enum hook hook)
 	if (p.gso_size && pppoe_sid)
 		return verdict_code(VERDICT_PASS, hook);
 	if (l2.min_frame && l2.hlen + p.l3_len < l2.min_frame)
+		return verdict_code(VERDICT_PASS, hook);
+
+	if (hook == HOOK_XDP && xdp_csum_partial(data, data_end, &p))
 		return verdict_code(VERDICT_PASS, hook);
 
 	/* Nothing is changed before this point: a failed trim leaves the packet to the stack. */

@@ -2,7 +2,8 @@
 // both programs: VLAN (802.1Q, 802.1ad, QinQ), PPPoE sessions and DSA tags parsed on ingress into
 // the flow key, and the egress L2 header the action asks for pushed, byte for byte as the frames
 // packet.ts builds from the header formats. Odd encapsulations go to the stack untouched. Also
-// FLOW_ACT_TC_ONLY, XDP_TX back out of the ingress device, and the iface_stats counters.
+// FLOW_ACT_TC_ONLY, XDP_TX back out of the ingress device, CHECKSUM_PARTIAL packets behind
+// encapsulations, and the iface_stats counters.
 import { afterAll, beforeEach, describe, expect, test } from "bun:test";
 import { constants } from "node:os";
 import { monotonicNs } from "../ffi/libc.ts";
@@ -686,6 +687,20 @@ describe("FLOW_ACT_TC_ONLY", () => {
   }
 });
 
+describe("XDP: CHECKSUM_PARTIAL packets behind encapsulations", () => {
+  for (const t of ["gswip", "edsa"] as const) {
+    for (const [family, proto] of CASES) {
+      test(`${caseName(family, proto)} behind DSA ${t}, QinQ and PPPoE: the partial value passes untouched, a complete checksum is forwarded`, () => {
+        const flow = plan(family, proto, [dsaRx(t, 3), sTag(1), vlan(2), pppoe(7)], { dsaPort: 3, vlan: [kv(1, ETH_P_8021AD), kv(2)], pppoeSid: 7 }, { vlan: [kv(5), 0] }, [vlan(5)]);
+        conduits[t].install(flow);
+        expectPassed(conduits[t], XDP, buildFrame({ ...flow.spec, partialChecksum: true }));
+        expect(conduits[t].connPackets(flow.action.connId)).toEqual([0n, 0n]);
+        expectForwarded(conduits[t], XDP, flow);
+      });
+    }
+  }
+});
+
 describe("TC and GSO", () => {
   test("a GSO packet for a PPPoE egress goes to the stack (its length would be copied to every segment)", () => {
     const flow = plan(4, PROTO_TCP, [], {}, { pppoeSid: 8 }, [pppoe(8)], { payload: 1000 });
@@ -795,6 +810,29 @@ describe("iface_stats", () => {
         dropBytes: 0n,
       });
       expect(dp.connPackets(drop.action.connId)).toEqual([0n, 0n]);
+    } finally {
+      dp.obj.close();
+    }
+  });
+  test("a CHECKSUM_PARTIAL packet of an offloaded flow counts as passed on XDP, as forwarded on TC", () => {
+    const dp = new Datapath(DSA_TAG_NONE, 0);
+    try {
+      dp.heartbeat();
+      const home = ifaceSlotCandidates(INGRESS_IFINDEX)[0]!;
+      dp.placeIface(home, INGRESS_IFINDEX);
+      const flow = plan(6, PROTO_TCP, [vlan(4)], { vlan: [kv(4), 0] }, {}, []);
+      dp.install(flow);
+      const frame = buildFrame({ ...flow.spec, partialChecksum: true });
+      expect(dp.run(XDP, frame).retval).toBe(XDP.pass);
+      expect(dp.run(TC, frame).retval).toBe(TC.redirect);
+      expect(dp.ifaceSlots()[home]?.stats).toEqual({
+        fwdPackets: 1n,
+        fwdBytes: BigInt(frame.length),
+        passPackets: 1n,
+        passBytes: BigInt(frame.length),
+        dropPackets: 0n,
+        dropBytes: 0n,
+      });
     } finally {
       dp.obj.close();
     }

@@ -356,6 +356,45 @@ function payloadForZeroChecksum(spec: FrameSpec, nat: Nat): Uint8Array {
   return data;
 }
 
+// ---- CHECKSUM_PARTIAL ----
+
+/** The CHECKSUM_PARTIAL value of spec's packet: the folded pseudo-header sum. */
+const partialValue = (spec: FrameSpec): number => parseFrame(buildFrame({ ...spec, partialChecksum: true })).l4Checksum;
+
+/** Where the L4 checksum field of an untagged frame of spec's family and protocol is. */
+const l4ChecksumOffset = (spec: FrameSpec): number => 14 + (spec.src.includes(":") ? 40 : 20) + (spec.proto === PROTO_TCP ? 16 : 6);
+
+/**
+ * A payload whose complete checksum equals the packet's partial value (the 1-in-65536
+ * coincidence): its first word w makes ~(S0 + w) = P, where S0 is the sum of everything else.
+ */
+function payloadForPartialLookalike(spec: FrameSpec): Uint8Array {
+  const data = payload(16);
+  data[0] = data[1] = 0;
+  const p = partialValue({ ...spec, payload: data });
+  // The partial frame's sum is S0 + P.
+  const s0 = fold(parseFrame(buildFrame({ ...spec, payload: data, partialChecksum: true })).l4Sum + (~p & 0xffff));
+  const w = fold((~p & 0xffff) + (~s0 & 0xffff));
+  data[0] = w >> 8;
+  data[1] = w & 0xff;
+  return data;
+}
+
+/** addr (IPv4 or IPv6 text) with its last 16-bit word replaced. */
+function withLastWord(addr: string, word: number): string {
+  const b = parseIp(addr);
+  b[b.length - 2] = word >> 8;
+  b[b.length - 1] = word & 0xff;
+  if (b.length === 4) return Array.from(b).join(".");
+  return Array.from({ length: 8 }, (_, i) => ((b[2 * i]! << 8) | b[2 * i + 1]!).toString(16)).join(":");
+}
+
+/** spec with a destination address that makes the pseudo-header sum all ones (0xffff, never 0). */
+function withAllOnesPseudoSum(spec: FrameSpec): FrameSpec {
+  const p0 = partialValue({ ...spec, dst: withLastWord(spec.dst, 0) });
+  return { ...spec, dst: withLastWord(spec.dst, ~p0 & 0xffff) };
+}
+
 // ---- Assertions ----
 
 function expectForwarded(hook: Hook, flow: Flow, input = buildFrame(flow.spec), gsoSize = 0): Uint8Array {
@@ -517,6 +556,67 @@ for (const hook of HOOKS) {
           dp.install(flow);
           expectPassed(hook, buildFrame(spec), 461); // 40 + 461 > 500
           expectForwarded(hook, flow, buildFrame(spec), 460); // 40 + 460 = 500
+        });
+      }
+    });
+
+    describe("CHECKSUM_PARTIAL packets (a local sender with checksum offload)", () => {
+      for (const family of FAMILIES) {
+        for (const proto of PROTOS) {
+          const what = `IPv${family} ${protoName(proto)}`;
+          if (hook.name === "XDP") {
+            test(`${what}: a field holding the partial value passes untouched; a complete checksum is forwarded`, () => {
+              const flow = plan(base(family, proto), NATS["SNAT+DNAT"]!(family));
+              dp.install(flow);
+              const partial = buildFrame({ ...flow.spec, partialChecksum: true });
+              expect(parseFrame(partial).l4ChecksumOk).toBe(false);
+              expectPassed(hook, partial);
+              expectUntouchedStats(flow.action.connId);
+              expect(dp.events()).toEqual([]);
+              expectForwarded(hook, flow);
+            });
+            test(`${what}: a complete checksum that equals the partial value goes to the stack too`, () => {
+              const spec = base(family, proto);
+              const flow = plan({ ...spec, payload: payloadForPartialLookalike(spec) }, NATS.SNAT!(family));
+              dp.install(flow);
+              const frame = buildFrame(flow.spec);
+              expect(parseFrame(frame).l4ChecksumOk).toBe(true);
+              expect(parseFrame(frame).l4Checksum).toBe(partialValue(flow.spec));
+              expectPassed(hook, frame);
+              expectUntouchedStats(flow.action.connId);
+            });
+            test(`${what}: a pseudo-header sum of all ones is the partial value 0xffff, not 0`, () => {
+              const flow = plan(withAllOnesPseudoSum(base(family, proto)), NATS.DNAT!(family));
+              dp.install(flow);
+              expect(partialValue(flow.spec)).toBe(0xffff);
+              expectPassed(hook, buildFrame({ ...flow.spec, partialChecksum: true }));
+              expectUntouchedStats(flow.action.connId);
+              expectForwarded(hook, flow);
+            });
+          } else {
+            // The test run's skb is CHECKSUM_NONE (ip_summed cannot be set), so the helpers patch
+            // the field as a complete checksum: what matters is that TC does not pass it.
+            test(`${what}: forwarded as before, the field patched incrementally`, () => {
+              const flow = plan(base(family, proto), NATS["SNAT+DNAT"]!(family));
+              dp.install(flow);
+              const partial = buildFrame({ ...flow.spec, partialChecksum: true });
+              const r = dp.run(hook, partial);
+              expect(r.retval).toBe(hook.redirect);
+              const off = l4ChecksumOffset(flow.spec);
+              const blank = (f: Uint8Array) => hex(Uint8Array.from(f, (b, i) => (i === off || i === off + 1 ? 0 : b)));
+              expect(blank(r.data)).toBe(blank(buildFrame(flow.out)));
+              // An incremental patch keeps the packet's checksum residue.
+              expect(parseFrame(r.data).l4Sum).toBe(parseFrame(partial).l4Sum);
+              expect(dp.connStats(flow.action.connId).dir[0].packets).toBe(1n);
+            });
+          }
+        }
+      }
+      if (hook.name === "XDP") {
+        test("IPv4 UDP without checksum (0) is no partial value: forwarded", () => {
+          const flow = plan(base(4, PROTO_UDP, { udpChecksum: "none" }), NATS.SNAT!(4));
+          dp.install(flow);
+          expect(parseFrame(expectForwarded(hook, flow)).l4Checksum).toBe(0);
         });
       }
     });

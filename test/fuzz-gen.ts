@@ -126,6 +126,8 @@ export function genBase(rng: Rng, tagger: number, ports: number, small = false):
   const addr = () => rng.bytes(family === 4 ? 4 : 16);
   const dmac = rng.bytes(6);
   dmac[0] = dmac[0]! & 0xfe;
+  // Now and then a CHECKSUM_PARTIAL packet from a local sender with checksum offload.
+  const partial = rng.chance(0.05);
   const flags = rng.chance(0.06) ? rng.pick([TCP_FIN | TCP_ACK, TCP_RST, TCP_SYN, TCP_SYN | TCP_ACK]) : TCP_ACK | (rng.chance(0.5) ? TCP_PSH : 0);
   const spec: FrameSpec = {
     encap,
@@ -146,7 +148,8 @@ export function genBase(rng: Rng, tagger: number, ports: number, small = false):
     ack: rng.u32(),
     window: rng.int(0x10000),
     tcpOptions: rng.chance(0.3) ? rng.bytes(rng.range(1, 40)) : undefined,
-    udpChecksum: family === 4 && rng.chance(0.1) ? "none" : "computed",
+    udpChecksum: !partial && family === 4 && rng.chance(0.1) ? "none" : "computed",
+    partialChecksum: partial,
     payload: rng.bytes(payloadLength(rng, small)),
   };
   const unpadded = buildFrame(spec).length;

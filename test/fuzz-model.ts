@@ -516,6 +516,19 @@ function rewriteL3(inL3: Uint8Array, p: Parsed, a: FlowAction): Uint8Array {
   return out;
 }
 
+/**
+ * Whether the L4 checksum field holds the folded pseudo-header sum alone: what a sender with
+ * checksum offload leaves for its device in a CHECKSUM_PARTIAL packet (Linux writes
+ * ~tcp_v4_check(len, saddr, daddr, 0) and the like). A sum of nonzero words never folds to 0,
+ * so UDP's "no checksum" never looks partial.
+ */
+export function holdsPseudoSum(l3: Uint8Array, family: number, proto: number, ipHdrLen: number): boolean {
+  const csOff = ipHdrLen + (proto === IPPROTO_UDP ? 6 : 16);
+  const l4Len = l3.length - ipHdrLen;
+  const addrs = family === AF_INET ? sumWords(l3, 12, 20) : sumWords(l3, 8, 40);
+  return foldSum(addrs + proto + l4Len) === u16(l3, csOff);
+}
+
 /** Residue of the L4 checksum of an IP packet: 0xffff when it verifies (UDP/IPv4 0 counts). */
 export function l4Residue(l3: Uint8Array, family: number, proto: number, ipHdrLen: number): number {
   const csOff = ipHdrLen + (proto === IPPROTO_UDP ? 6 : 16);
@@ -606,8 +619,13 @@ export class ModelState {
     if (typeof l2 === "string") return pass(l2);
     // Segmenting would copy one PPPoE length onto every segment.
     if (gsoSize && a.egressPppoeSid) return pass("GSO packet to a PPPoE egress");
+    const inL3 = frame.subarray(p.l3Off, p.l3Off + p.l3Len);
+    // XDP cannot see skb->ip_summed: a field that may be a CHECKSUM_PARTIAL packet's would be
+    // patched as if complete. The stack completes it (and, by a 1-in-65536 chance, forwards a
+    // complete checksum that merely looks partial).
+    if (hook === "xdp" && holdsPseudoSum(inL3, p.key.family, p.key.proto, p.ipHdrLen)) return pass("L4 checksum field holds the pseudo-header sum (CHECKSUM_PARTIAL)");
     this.count(a, p.l3Len);
-    const l3 = rewriteL3(frame.subarray(p.l3Off, p.l3Off + p.l3Len), p, a);
+    const l3 = rewriteL3(inL3, p, a);
     const out = new Uint8Array(l2.length + l3.length);
     out.set(l2);
     out.set(l3, l2.length);

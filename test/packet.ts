@@ -100,6 +100,11 @@ export interface FrameSpec {
   udpLength?: number;
   /** "none": UDP checksum 0 (no checksum, RFC 768). Default: computed. */
   udpChecksum?: "computed" | "none";
+  /**
+   * The TCP/UDP checksum field holds only the folded pseudo-header sum, as in a CHECKSUM_PARTIAL
+   * packet from a local sender with checksum offload (the device is to complete it).
+   */
+  partialChecksum?: boolean;
   payload?: Uint8Array;
   /** Trailing bytes after the L3 packet (as Ethernet padding); default 0. */
   padding?: number;
@@ -209,7 +214,8 @@ function buildL4(spec: FrameSpec, src: Uint8Array, dst: Uint8Array): Uint8Array 
     v.setUint16(14, spec.window ?? 0xfaf0);
     seg.set(options, 20);
     seg.set(payload, 20 + options.length);
-    v.setUint16(16, internetChecksum(seg, onesSum(pseudoHeader(src, dst, PROTO_TCP, seg.length))));
+    const pseudo = onesSum(pseudoHeader(src, dst, PROTO_TCP, seg.length));
+    v.setUint16(16, spec.partialChecksum ? pseudo : internetChecksum(seg, pseudo));
     return seg;
   }
   const seg = new Uint8Array(8 + payload.length);
@@ -218,7 +224,9 @@ function buildL4(spec: FrameSpec, src: Uint8Array, dst: Uint8Array): Uint8Array 
   v.setUint16(2, spec.dport);
   v.setUint16(4, spec.udpLength ?? seg.length);
   seg.set(payload, 8);
-  if (spec.udpChecksum !== "none") {
+  if (spec.partialChecksum) {
+    v.setUint16(6, onesSum(pseudoHeader(src, dst, PROTO_UDP, seg.length)));
+  } else if (spec.udpChecksum !== "none") {
     const c = internetChecksum(seg, onesSum(pseudoHeader(src, dst, PROTO_UDP, seg.length)));
     // RFC 768: a computed zero is transmitted as all ones (0 means "no checksum").
     v.setUint16(6, c === 0 ? 0xffff : c);
@@ -395,6 +403,8 @@ export interface ParsedFrame {
   /** 0 for UDP */
   tcpFlags: number;
   l4Checksum: number;
+  /** The folded one's-complement sum of pseudo-header and segment: 0xffff when it verifies. */
+  l4Sum: number;
   payload: Uint8Array;
   /** Always true for IPv6 (no header checksum). */
   ipChecksumOk: boolean;
@@ -489,6 +499,7 @@ export function parseFrame(frame: Uint8Array): ParsedFrame {
     dport,
     tcpFlags,
     l4Checksum,
+    l4Sum: sum(l4.length),
     payload,
     ipChecksumOk,
     l4ChecksumOk,
