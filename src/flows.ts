@@ -12,6 +12,8 @@ import {
   decodeKey,
   decodeStats,
   encodeAction,
+  statsFlags,
+  statsPackets,
   encodeKey,
   type FlowAction,
   type FlowKey,
@@ -27,7 +29,8 @@ import type { Logger } from "./log.ts";
 import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
 import type { NextHop, Rtnl } from "./nexthop.ts";
 import type { RouteEvent } from "./rtevents.ts";
-import { type Ingress, SharedValues } from "./shared.ts";
+import { ConnStore, type Dir } from "./connstore.ts";
+import { type Ingress, Interned, equalIngress, equalNextHop, hopKey, ingressKey } from "./shared.ts";
 import { SlotAllocator } from "./slots.ts";
 
 export interface FlowTableOptions {
@@ -41,28 +44,6 @@ export interface FlowTableOptions {
   maxFlows: number;
   tcpTimeoutMs: number;
   udpTimeoutMs: number;
-}
-
-type Dir = 0 | 1;
-
-/** An offloaded direction; its flow key follows from the plan and the ingress (keyFor). */
-interface Installed {
-  ingress: Ingress;
-  hop: NextHop;
-  /** FLOW_ACT_* as installed. */
-  flags: number;
-}
-
-interface Conn {
-  id: number;
-  entry: CtEntry;
-  /** Ingress and egress per direction; null while a direction is not offloaded. */
-  dirs: [Installed | null, Installed | null];
-  packets: bigint;
-  offloadedAt: number;
-  lastActive: number;
-  lastRefresh: number;
-  activeSinceRefresh: boolean;
 }
 
 /**
@@ -89,8 +70,9 @@ const PENDING_MS = 30_000;
 const REFRESH_BUDGET = 2000;
 /** How long a UDP flow carries traffic both ways before the kernel would call it a stream. */
 const UDP_STREAM_MS = 2_000;
-/** From this many connections on, the sweep reads the stats array in one batch. */
+/** From this many connections on, the sweep reads the stats array in batches of SWEEP_BATCH slots. */
 const BATCH_READ_FROM = 256;
+const SWEEP_BATCH = 4096;
 /** A UDP entry with at most this many seconds less than its full timeout left counts as fresh. */
 const FRESH_TIMEOUT_S = 2;
 /** Reported flows waiting for settleNewFlows() at most (memory stays bounded in a flood). */
@@ -123,8 +105,11 @@ export function describeTuple(t: Tuple): string {
 }
 
 export class FlowTable {
-  private readonly byTuple = new Map<string, Conn>();
-  private readonly byId = new Map<number, Conn>();
+  /** The offloaded connections, by slot (the connection id in the datapath), and their tuples. */
+  private readonly store = new ConnStore();
+  /** One copy of the ingresses and next hops many connections have in common. */
+  private readonly ingresses = new Interned<Ingress>(ingressKey, equalIngress);
+  private readonly hops = new Interned<NextHop>(hopKey, equalNextHop);
   private readonly pending = new Map<string, Pending>();
   /** Ids of pending flows reported since the last settleNewFlows(), in order. */
   private fresh: string[] = [];
@@ -136,15 +121,23 @@ export class FlowTable {
   private readonly recent = new Map<string, { entry: CtEntry; at: number }>();
   /** Egress devices whose flows the XDP program must leave to the TC program (see egress.ts). */
   private tcOnly: ReadonlySet<number> = new Set();
-  /** Connections whose next hops must be resolved again (a route, neighbour or link changed). */
-  private readonly stale = new Set<Conn>();
+  /** Slots of connections whose next hops must be resolved again (a route, neighbour or link changed). */
+  private readonly stale = new Set<number>();
   private readonly slots: SlotAllocator;
-  /** One copy of the addresses, ingresses and next hops many connections have in common. */
-  private readonly shared = new SharedValues();
+  /** What defaultTimeout() reads of a connection's entry, filled in per connection by the sweep. */
+  private readonly timeoutProbe: CtEntry = {
+    id: 0, orig: { family: 2, proto: 0, src: new Uint8Array(4), dst: new Uint8Array(4), sport: 0, dport: 0 },
+    reply: { family: 2, proto: 0, src: new Uint8Array(4), dst: new Uint8Array(4), sport: 0, dport: 0 },
+    zone: 0, mark: 0, status: 0, tcpState: null, helper: null, timeout: 0,
+  };
   private readonly statsBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
+  private readonly statsView = new DataView(this.statsBuf.buffer);
+  private readonly batch = { keys: new Uint8Array(SWEEP_BATCH * 4), values: new Uint8Array(SWEEP_BATCH * LAYOUT.flow_stats.size) };
+  private readonly batchView = new DataView(this.batch.values.buffer);
   private readonly zeroStats = new Uint8Array(new ArrayBuffer(LAYOUT.flow_stats.size));
   private readonly idBuf = new Uint8Array(new ArrayBuffer(4));
   private fullWarned = false;
+  private offloadCount = 0;
 
   constructor(private readonly o: FlowTableOptions) {
     this.slots = new SlotAllocator(o.maxFlows, SLOT_REST_MS);
@@ -154,7 +147,12 @@ export class FlowTable {
   readonly handedBack: Record<string, number> = {};
 
   get size(): number {
-    return this.byId.size;
+    return this.store.size;
+  }
+
+  /** Connections offloaded since the start (an idle table does not change it). */
+  get offloads(): number {
+    return this.offloadCount;
   }
 
   get pendingCount(): number {
@@ -168,16 +166,14 @@ export class FlowTable {
    */
   onNewFlow(key: FlowKey): void {
     const t = keyTuple(key);
-    const id = tupleId(t);
-    const ingress = this.shared.ingress(key.ifindex, keyEncap(key));
-    const conn = this.byTuple.get(id);
-    if (conn) {
+    const ingress: Ingress = { ifindex: key.ifindex, encap: keyEncap(key) };
+    const found = this.store.find(t);
+    if (found >= 0) {
       // A direction arrived on another device than we guessed, or was not resolvable before.
-      const d = this.dirOf(conn.entry, id);
-      const have = d === null ? null : conn.dirs[d];
-      if (d !== null && !(have && sameIngress(have.ingress, ingress))) this.installDirection(conn, d, ingress);
+      this.reinstallIfMoved(found >> 1, (found & 1) as Dir, ingress);
       return;
     }
+    const id = tupleId(t);
     const p = this.pending.get(id);
     if (p?.tuple === undefined) {
       // A flood: the datapath reports the flow again later (it stays on the kernel path meanwhile).
@@ -185,6 +181,11 @@ export class FlowTable {
       this.fresh.push(id);
     }
     this.pending.set(id, { ingress, since: p?.since ?? performance.now(), tuple: t });
+  }
+
+  private reinstallIfMoved(slot: number, d: Dir, ingress: Ingress): void {
+    const have = this.ingressOf(slot, d);
+    if (!(have && sameIngress(have, ingress))) this.installDirection(slot, d, ingress);
   }
 
   /**
@@ -214,18 +215,19 @@ export class FlowTable {
 
   /** A conntrack NEW or UPDATE event. */
   onConntrackChange(entry: CtEntry): void {
-    const origId = tupleId(entry.orig);
-    const conn = this.byTuple.get(origId);
-    if (conn) {
+    const found = this.store.find(entry.orig);
+    if (found >= 0) {
+      const slot = found >> 1;
       // Events queue up while the daemon works: one from before the offload (the handshake's
       // SYN_SENT, say) can arrive after it. Judge by the entry as conntrack holds it now.
-      if (this.stillOffloadable(conn, entry)) return;
+      if (this.stillOffloadable(slot, entry)) return;
       const now = this.o.ct.get(entry.orig);
-      if (now && this.stillOffloadable(conn, now)) return;
+      if (now && this.stillOffloadable(slot, now)) return;
       const check = now ? offloadable(now) : { ok: false as const, reason: "entry gone" };
-      this.teardown(conn, check.ok ? "conntrack mark changed" : `conntrack: ${check.reason}`);
+      this.teardown(slot, check.ok ? "conntrack mark changed" : `conntrack: ${check.reason}`);
       return;
     }
+    const origId = tupleId(entry.orig);
     let waiting = false;
     for (const d of [0, 1] as const) {
       const id = d === 0 ? origId : tupleId(entry.reply);
@@ -251,26 +253,26 @@ export class FlowTable {
     return performance.now() - r.at <= RECENT_MS ? r.entry : null;
   }
 
-  private stillOffloadable(conn: Conn, entry: CtEntry): boolean {
-    if (!offloadable(entry).ok || entry.mark !== conn.entry.mark) return false;
-    // An entry's tuples never change: keep the ones held already.
-    conn.entry = { ...entry, orig: conn.entry.orig, reply: conn.entry.reply };
+  private stillOffloadable(slot: number, entry: CtEntry): boolean {
+    if (!offloadable(entry).ok || entry.mark !== this.store.markOf(slot)) return false;
+    // An entry's tuples never change: only the rest is taken over.
+    this.store.setEntry(slot, entry);
     return true;
   }
 
   /** A conntrack DESTROY event. */
   onConntrackDestroy(entry: CtEntry): void {
-    this.recent.delete(tupleId(entry.orig));
-    const conn = this.byTuple.get(tupleId(entry.orig));
-    if (conn) this.teardown(conn, "conntrack entry destroyed");
-    this.pending.delete(tupleId(entry.orig));
+    const origId = tupleId(entry.orig);
+    this.recent.delete(origId);
+    const found = this.store.find(entry.orig);
+    if (found >= 0) this.teardown(found >> 1, "conntrack entry destroyed");
+    this.pending.delete(origId);
     this.pending.delete(tupleId(entry.reply));
   }
 
   /** The datapath saw FIN or RST on an offloaded connection. */
   onClosing(connId: number): void {
-    const conn = this.byId.get(connId);
-    if (conn) this.teardown(conn, "FIN/RST");
+    if (this.store.has(connId)) this.teardown(connId, "FIN/RST");
   }
 
   private dirOf(entry: CtEntry, id: string): Dir | null {
@@ -287,6 +289,9 @@ export class FlowTable {
       return;
     }
     this.pending.delete(id);
+    // The connection got offloaded meanwhile (by its other direction): this one joins it.
+    const found = this.store.find(d === 0 ? entry.orig : entry.reply);
+    if (found >= 0) return this.reinstallIfMoved(found >> 1, (found & 1) as Dir, ingress);
     const plans = [planDirection(entry.orig, entry.reply, 0), planDirection(entry.orig, entry.reply, 1)] as const;
     const hop = this.resolve(plans[d], ingress, entry.mark);
     if (typeof hop === "string") return this.o.log.debug(() => `not offloaded: ${describeTuple(plans[d].match)}: ${hop}`);
@@ -298,37 +303,31 @@ export class FlowTable {
     // A UDP entry has no window to relax, and one whose timeout its last packet has just set
     // needs no fresher one: no update (nor its echo event) for it.
     const fresh = entry.orig.proto === IPPROTO_UDP && entry.timeout >= timeoutS - FRESH_TIMEOUT_S;
-    const conn: Conn = {
-      id: slot, entry: this.shared.entry(entry), dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now,
-      lastRefresh: fresh ? now - (timeoutS - entry.timeout) * 1000 : now, activeSinceRefresh: false,
-    };
     // Before the first packet takes the fast path: relax TCP window tracking as the kernel
-    // flowtable does, so packets that return to the kernel later are not judged INVALID.
+    // flowtable does, so packets that return to the kernel path later are not judged INVALID.
     if (!fresh) this.o.ct.setOffloaded(entry, timeoutS);
-    this.byId.set(slot, conn);
+    this.store.add(slot, entry, now, fresh ? now - (timeoutS - entry.timeout) * 1000 : now, false);
+    this.offloadCount++;
     // Its events now go to the connection; an older one must not stand in for conntrack later.
     this.recent.delete(tupleId(entry.orig));
-    this.byTuple.set(tupleId(entry.orig), conn);
-    this.byTuple.set(tupleId(entry.reply), conn);
-    if (!this.install(conn, d, ingress, hop)) {
-      this.teardown(conn, "flow map full");
+    if (!this.install(slot, d, ingress, hop, "offloaded", plans[d])) {
+      this.teardown(slot, "flow map full");
       return this.warnFull();
     }
     // The other direction most likely arrives on the device this one leaves by; if not, its
     // first packet reports the real device and onNewFlow fixes it up.
     const other: Dir = d === 0 ? 1 : 0;
-    const otherPending = this.pending.get(tupleId(plans[other].match));
-    this.pending.delete(tupleId(plans[other].match));
-    this.installDirection(conn, other, otherPending?.ingress ?? this.shared.ingress(hop.oif, hop.encap));
+    const otherId = tupleId(plans[other].match);
+    const otherPending = this.pending.get(otherId);
+    this.pending.delete(otherId);
+    this.installDirection(slot, other, otherPending?.ingress ?? { ifindex: hop.oif, encap: hop.encap }, plans[other]);
   }
 
-  private installDirection(conn: Conn, d: Dir, ingress: Ingress): void {
-    const plan = planOf(conn, d);
-    const hop = this.resolve(plan, ingress, conn.entry.mark);
+  private installDirection(slot: number, d: Dir, ingress: Ingress, plan = this.planOf(slot, d)): void {
+    const hop = this.resolve(plan, ingress, this.store.markOf(slot));
     if (typeof hop === "string") this.o.log.debug(() => `not offloaded: ${describeTuple(plan.match)}: ${hop}`);
-    else if (!this.install(conn, d, ingress, hop)) this.warnFull();
+    else if (!this.install(slot, d, ingress, hop, "offloaded", plan)) this.warnFull();
   }
-
   /**
    * Resolves a direction's next hop as the kernel would route it, or says why it can't be offloaded.
    * The datapath cannot see the packet mark that policy routing uses; the conntrack mark stands in
@@ -388,27 +387,26 @@ export class FlowTable {
     return DSA_TAGGERS[this.o.rtnl.dsaTagger(conduit) ?? ""] ?? 0;
   }
 
-  private install(conn: Conn, d: Dir, ingress: Ingress, newHop: NextHop, what = "offloaded"): boolean {
-    const plan = planOf(conn, d);
+  private install(slot: number, d: Dir, ingress: Ingress, hop: NextHop, what = "offloaded", plan = this.planOf(slot, d)): boolean {
     const m = plan.match;
-    const hop = this.shared.hop(newHop);
     const key = keyFor(plan, ingress);
+    const flags = this.flagsFor(hop);
     const action = encodeAction({
-      outIfindex: hop.oif, connId: conn.id, dir: d, flags: this.flagsFor(hop), mtu: this.frameMtu(hop), dmac: hop.dmac, smac: hop.smac,
+      outIfindex: hop.oif, connId: slot, dir: d, flags, mtu: this.frameMtu(hop), dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
       ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
       ...this.ingressMacs(ingress),
     });
-    const old = conn.dirs[d];
+    const old = this.ingressOf(slot, d);
     try {
       this.o.flows.update(key, action);
     } catch (e) {
       this.o.log.debug(`flow map update failed: ${(e as Error).message}`);
       return false;
     }
-    if (old && !sameIngress(old.ingress, ingress)) this.o.flows.delete(keyFor(plan, old.ingress));
-    conn.dirs[d] = { ingress, hop, flags: this.flagsFor(hop) };
+    if (old && !sameIngress(old, ingress)) this.o.flows.delete(keyFor(plan, old));
+    this.setDirection(slot, d, ingress, hop, flags);
     this.o.log.debug(() => {
       const from = `${this.deviceName(ingress.ifindex)}${describeEncap(ingress.encap)}`;
       return `${what} ${describeTuple(m)}${natNote(plan)} ${from} -> ${this.deviceName(hop.oif)}${describeEncap(hop.encap)}`;
@@ -416,51 +414,95 @@ export class FlowTable {
     return true;
   }
 
+  /** Records an offloaded direction (its values interned: equal ones are held once). */
+  private setDirection(slot: number, d: Dir, ingress: Ingress, hop: NextHop, flags: number): void {
+    const i = slot * 2 + d;
+    const ingressIndex = this.ingresses.acquire(ingress);
+    const hopIndex = this.hops.acquire(hop);
+    this.clearDirection(slot, d);
+    this.store.ingress[i] = ingressIndex;
+    this.store.hop[i] = hopIndex;
+    this.store.actFlags[i] = flags;
+  }
+
+  private clearDirection(slot: number, d: Dir): void {
+    const i = slot * 2 + d;
+    if (this.store.ingress[i]! < 0) return;
+    this.ingresses.release(this.store.ingress[i]!);
+    this.hops.release(this.store.hop[i]!);
+    this.store.ingress[i] = -1;
+    this.store.hop[i] = -1;
+  }
+
+  /** A direction's ingress, null while it is not offloaded. */
+  private ingressOf(slot: number, d: Dir): Ingress | null {
+    const i = this.store.ingress[slot * 2 + d]!;
+    return i < 0 ? null : this.ingresses.get(i);
+  }
+
+  /** A direction's next hop (offloaded directions only). */
+  private hopOf(slot: number, d: Dir): NextHop {
+    return this.hops.get(this.store.hop[slot * 2 + d]!);
+  }
+
+  /** What a direction's packets look like and become (derived: an entry's tuples never change). */
+  private planOf(slot: number, d: Dir): DirectionPlan {
+    return planDirection(this.store.tuple(slot, 0), this.store.tuple(slot, 1), d);
+  }
+
   /** Removes a connection from the fast path; its next packets take the kernel path. */
-  private teardown(conn: Conn, reason: string): void {
+  private teardown(slot: number, reason: string): void {
     for (const d of [0, 1] as const) {
-      const x = conn.dirs[d];
-      if (x) this.o.flows.delete(keyFor(planOf(conn, d), x.ingress));
+      const ingress = this.ingressOf(slot, d);
+      if (ingress) this.o.flows.delete(keyFor(this.planOf(slot, d), ingress));
+      this.clearDirection(slot, d);
     }
-    this.stale.delete(conn);
-    this.byId.delete(conn.id);
-    this.byTuple.delete(tupleId(conn.entry.orig));
-    this.byTuple.delete(tupleId(conn.entry.reply));
-    this.slots.release(conn.id);
     this.o.log.debug(() => {
-      const stats = this.readStats(conn.id);
+      const stats = this.readStats(slot);
       const counts = stats ? ` after ${stats.dir[0].packets}+${stats.dir[1].packets} packets` : "";
-      return `handed back ${describeTuple(conn.entry.orig)}${counts}: ${reason}`;
+      return `handed back ${describeTuple(this.store.tuple(slot, 0))}${counts}: ${reason}`;
     });
+    this.stale.delete(slot);
+    this.store.remove(slot);
+    this.slots.release(slot);
     const kind = reason.split(":")[0]!;
     this.handedBack[kind] = (this.handedBack[kind] ?? 0) + 1;
   }
 
+  /** The slots of the offloaded connections, lowest first (a copy: the caller may tear down). */
+  private connections(): number[] {
+    const all: number[] = [];
+    for (let s = 0; s < this.store.end; s++) if (this.store.has(s)) all.push(s);
+    return all;
+  }
+
   /** A link, neighbour or routing change: find the connections it may affect. */
   onRouteEvent(e: RouteEvent): void {
-    for (const c of [...this.byId.values()]) {
-      const effect = this.effectOf(c, e);
-      if (effect === "stale") this.stale.add(c);
-      else if (effect) this.teardown(c, effect);
+    for (let s = 0; s < this.store.end; s++) {
+      if (!this.store.has(s)) continue;
+      const effect = this.effectOf(s, e);
+      if (effect === "stale") this.stale.add(s);
+      else if (effect) this.teardown(s, effect);
     }
   }
 
   /** "stale" when the connection's next hops must be resolved again, a reason to hand it back, or null. */
-  private effectOf(c: Conn, e: RouteEvent): "stale" | string | null {
+  private effectOf(slot: number, e: RouteEvent): "stale" | string | null {
     if (e.kind === "routing") return "stale";
     let effect: "stale" | null = null;
     for (const d of [0, 1] as const) {
-      const x = c.dirs[d];
-      if (!x) continue;
-      if (e.kind === "link" && [x.ingress.ifindex, x.hop.oif, x.hop.l3Oif].includes(e.ifindex)) {
+      const ingress = this.ingressOf(slot, d);
+      if (!ingress) continue;
+      const hop = this.hopOf(slot, d);
+      if (e.kind === "link" && (ingress.ifindex === e.ifindex || hop.oif === e.ifindex || hop.l3Oif === e.ifindex)) {
         if (e.deleted || !e.up) return `device ${this.deviceName(e.ifindex)} ${e.deleted ? "removed" : "down"}`;
         effect = "stale"; // its MAC or MTU may have changed
       }
       // A station moved to another bridge port (or left): the port we send it to may be wrong.
-      if (e.kind === "fdb" && sameBytes(e.lladdr, x.hop.dmac) && (e.deleted || e.ifindex !== x.hop.oif)) effect = "stale";
+      if (e.kind === "fdb" && sameBytes(e.lladdr, hop.dmac) && (e.deleted || e.ifindex !== hop.oif)) effect = "stale";
       // The neighbour lives on the routed device (a bridge, a VLAN device), not on the port.
-      if (e.kind === "neigh" && (x.hop.l3Oif === e.ifindex || x.hop.oif === e.ifindex) && sameBytes(x.hop.gateway ?? planOf(c, d).daddr, e.dst)) {
-        const unchanged = !e.deleted && e.state & USABLE_NUD && e.lladdr && sameBytes(e.lladdr, x.hop.dmac);
+      if (e.kind === "neigh" && (hop.l3Oif === e.ifindex || hop.oif === e.ifindex) && sameBytes(hop.gateway ?? this.planOf(slot, d).daddr, e.dst)) {
+        const unchanged = !e.deleted && e.state & USABLE_NUD && e.lladdr && sameBytes(e.lladdr, hop.dmac);
         if (!unchanged) effect = "stale";
       }
     }
@@ -472,19 +514,21 @@ export class FlowTable {
    * Returns whether some are left (the caller comes back soon, so events are not held up).
    */
   revalidate(budget = 1000): boolean {
-    for (const c of this.stale) {
+    for (const slot of this.stale) {
       if (budget-- <= 0) return true;
-      this.stale.delete(c);
+      this.stale.delete(slot);
       for (const d of [0, 1] as const) {
-        const x = c.dirs[d];
-        if (!x) continue;
-        const hop = this.resolve(planOf(c, d), x.ingress, c.entry.mark);
+        const ingress = this.ingressOf(slot, d);
+        if (!ingress) continue;
+        const old = this.hopOf(slot, d);
+        const hop = this.resolve(this.planOf(slot, d), ingress, this.store.markOf(slot));
         if (typeof hop === "string") {
-          this.teardown(c, `next hop changed: ${hop}`);
+          this.teardown(slot, `next hop changed: ${hop}`);
           break;
         }
-        if (!sameHop(hop, x.hop) || this.flagsFor(hop) !== x.flags) this.install(c, d, x.ingress, hop, "re-routed");
-        else x.hop = this.shared.hop(hop);
+        const flags = this.flagsFor(hop);
+        if (!sameHop(hop, old) || flags !== this.store.actFlags[slot * 2 + d]) this.install(slot, d, ingress, hop, "re-routed");
+        else this.setDirection(slot, d, ingress, hop, flags);
       }
     }
     return false;
@@ -516,13 +560,12 @@ export class FlowTable {
         const plan = plans[f.action.dir];
         return sameBytes(keyFor(plan, { ifindex: k.ifindex, encap: keyEncap(k) }), f.key) && rewriteMatches(f.action, plan);
       });
-      if (!entry || !plans || !current || !offloadable(entry).ok || id >= this.o.maxFlows || this.byId.has(id)) {
+      const taken = entry !== null && (this.store.find(entry.orig) >= 0 || this.store.find(entry.reply) >= 0);
+      if (!entry || !plans || !current || !offloadable(entry).ok || id >= this.o.maxFlows || this.store.has(id) || taken) {
         for (const f of flows) this.o.flows.delete(f.key);
         continue;
       }
-      const conn: Conn = {
-        id, entry: this.shared.entry(entry), dirs: [null, null], packets: 0n, offloadedAt: now, lastActive: now, lastRefresh: 0, activeSinceRefresh: true,
-      };
+      this.store.add(id, entry, now, 0, true);
       for (const { key, action: a } of flows) {
         // The next hop's address is not in the map: the revalidation below fills it in.
         const encap = keyEncap({ vlan: a.egressVlan, pppoeSid: a.egressPppoeSid, dsaPort: a.egressDsaTagger ? (a.egressDsaPort ?? 0) + 1 : 0 });
@@ -531,15 +574,12 @@ export class FlowTable {
           dmac: a.dmac, smac: a.smac, mtu: a.mtu,
         };
         const k = decodeKey(key);
-        conn.dirs[a.dir] = { ingress: this.shared.ingress(k.ifindex, keyEncap(k)), hop, flags: a.flags };
+        this.setDirection(id, a.dir, { ifindex: k.ifindex, encap: keyEncap(k) }, hop, a.flags);
       }
       this.slots.reserve(id);
-      this.byId.set(id, conn);
-      this.byTuple.set(tupleId(entry.orig), conn);
-      this.byTuple.set(tupleId(entry.reply), conn);
-      this.stale.add(conn);
+      this.stale.add(id);
     }
-    return this.byId.size;
+    return this.store.size;
   }
 
   /** Changes the devices whose flows must take the TC path; existing flows follow at once. */
@@ -554,50 +594,69 @@ export class FlowTable {
 
   /** Route events were lost: resolve every connection again. */
   revalidateAll(): void {
-    for (const c of this.byId.values()) this.stale.add(c);
+    for (const s of this.connections()) this.stale.add(s);
   }
 
-  /** Once a second: keep live conntrack entries alive, hand back idle and closing connections. */
+  /**
+   * Once a second: keep live conntrack entries alive, hand back idle and closing connections.
+   * Many connections: the counters are read in batches of SWEEP_BATCH slots into a buffer kept
+   * for the next sweep (a syscall per connection costs more; a fresh buffer, garbage).
+   */
   sweep(): void {
     const now = performance.now();
-    let refreshes = REFRESH_BUDGET;
-    // Many connections: one batch read of the whole stats array beats a syscall per connection.
-    const all = this.byId.size > BATCH_READ_FROM ? this.o.stats.dump().values : null;
-    for (const conn of [...this.byId.values()]) {
-      const s = all ? decodeStats(all, conn.id * LAYOUT.flow_stats.size) : this.readStats(conn.id);
-      if (!s) continue;
-      if (s.flags & FLOW_STATS_CLOSING) {
-        this.teardown(conn, "FIN/RST");
-        continue;
+    const budget = { refreshes: REFRESH_BUDGET };
+    const S = LAYOUT.flow_stats.size;
+    if (this.store.size <= BATCH_READ_FROM) {
+      for (let slot = 0; slot < this.store.end; slot++) {
+        if (this.store.has(slot) && this.o.stats.lookup(this.u32(slot), this.statsBuf)) this.sweepOne(slot, this.statsView, 0, now, budget);
       }
-      const packets = s.dir[0].packets + s.dir[1].packets;
-      if (packets !== conn.packets) {
-        conn.packets = packets;
-        conn.lastActive = now;
-        conn.activeSinceRefresh = true;
-      }
-      // The kernel assures a UDP entry once it has carried a stream both ways for a while; it
-      // sees none of this stream now, so the daemon does it (else table-full eviction hits it).
-      const udpStream = conn.entry.orig.proto === IPPROTO_UDP && !(conn.entry.status & IPS_ASSURED);
-      if (udpStream && s.dir[0].packets > 0n && s.dir[1].packets > 0n && now - conn.offloadedAt >= UDP_STREAM_MS) {
-        if (!this.o.ct.assure(conn.entry)) {
-          this.teardown(conn, "conntrack entry gone");
-          continue;
-        }
-      }
-      const idleMs = conn.entry.orig.proto === 6 ? this.o.tcpTimeoutMs : this.o.udpTimeoutMs;
-      if (now - conn.lastActive > idleMs) {
-        this.teardown(conn, "idle");
-        continue;
-      }
-      const timeoutS = defaultTimeout(conn.entry);
-      if (conn.activeSinceRefresh && now - conn.lastRefresh >= (timeoutS * 1000) / 3 && refreshes-- > 0) {
-        conn.lastRefresh = now;
-        conn.activeSinceRefresh = false;
-        if (!this.o.ct.refresh(conn.entry, timeoutS)) this.teardown(conn, "conntrack entry gone");
+    } else {
+      for (let first = 0; first < this.store.end; first += SWEEP_BATCH) {
+        const { count } = this.o.stats.dump({ limit: Math.min(SWEEP_BATCH, this.store.end - first), from: first, into: this.batch });
+        for (let i = 0; i < count; i++) if (this.store.has(first + i)) this.sweepOne(first + i, this.batchView, i * S, now, budget);
       }
     }
     for (const [id, p] of this.pending) if (now - p.since > PENDING_MS) this.pending.delete(id);
+  }
+
+  /** One connection's part of the sweep, its counters at `off` in `v`. */
+  private sweepOne(slot: number, v: DataView, off: number, now: number, budget: { refreshes: number }): void {
+    const st = this.store;
+    if (statsFlags(v, off) & FLOW_STATS_CLOSING) return this.teardown(slot, "FIN/RST");
+    const orig = statsPackets(v, off, 0);
+    const reply = statsPackets(v, off, 1);
+    if (orig + reply !== st.packets[slot]) {
+      st.packets[slot] = orig + reply;
+      st.lastActive[slot] = now;
+      st.setActiveSinceRefresh(slot, true);
+    }
+    const proto = st.protoOf(slot);
+    // The kernel assures a UDP entry once it has carried a stream both ways for a while; it
+    // sees none of this stream now, so the daemon does it (else table-full eviction hits it).
+    const udpStream = proto === IPPROTO_UDP && !(st.statusOf(slot) & IPS_ASSURED);
+    if (udpStream && orig > 0 && reply > 0 && now - st.offloadedAt[slot]! >= UDP_STREAM_MS) {
+      const entry = st.entry(slot);
+      if (!this.o.ct.assure(entry)) return this.teardown(slot, "conntrack entry gone");
+      st.setStatus(slot, entry.status);
+    }
+    const idleMs = proto === 6 ? this.o.tcpTimeoutMs : this.o.udpTimeoutMs;
+    if (now - st.lastActive[slot]! > idleMs) return this.teardown(slot, "idle");
+    if (!st.activeSinceRefresh(slot)) return;
+    const timeoutS = this.timeoutOf(slot);
+    if (now - st.lastRefresh[slot]! >= (timeoutS * 1000) / 3 && budget.refreshes-- > 0) {
+      st.lastRefresh[slot] = now;
+      st.setActiveSinceRefresh(slot, false);
+      if (!this.o.ct.refresh(st.entry(slot), timeoutS)) this.teardown(slot, "conntrack entry gone");
+    }
+  }
+
+  /** defaultTimeout() of a connection's entry, without building the entry. */
+  private timeoutOf(slot: number): number {
+    const probe = this.timeoutProbe;
+    probe.orig.proto = this.store.protoOf(slot);
+    probe.status = this.store.statusOf(slot);
+    probe.tcpState = this.store.tcpStateOf(slot);
+    return defaultTimeout(probe);
   }
 
   /**
@@ -607,7 +666,7 @@ export class FlowTable {
    */
   resync(): void {
     this.recent.clear();
-    const before = this.byId.size;
+    const before = this.store.size;
     // A dump reads the whole table, a lookup costs a round trip: dump when most entries are ours.
     const count = this.o.ct.count();
     const dropped = count !== null && before * DUMP_SHARE >= count ? this.resyncByDump() : this.resyncByLookups();
@@ -616,30 +675,32 @@ export class FlowTable {
 
   private resyncByLookups(): number {
     let dropped = 0;
-    for (const conn of [...this.byId.values()]) {
-      const now = this.o.ct.get(conn.entry.orig);
-      if (now && this.stillOffloadable(conn, now)) continue;
-      this.teardown(conn, now ? "conntrack entry changed" : "conntrack entry gone");
+    for (const slot of this.connections()) {
+      const now = this.o.ct.get(this.store.tuple(slot, 0));
+      if (now && this.stillOffloadable(slot, now)) continue;
+      this.teardown(slot, now ? "conntrack entry changed" : "conntrack entry gone");
       dropped++;
     }
     return dropped;
   }
 
   private resyncByDump(): number {
-    const found = new Set<Conn>();
-    const changed = new Set<Conn>();
+    const FOUND = 1;
+    const CHANGED = 2;
+    const seen = new Uint8Array(this.store.end);
     this.o.ct.dump((e) => {
-      const id = tupleId(e.orig);
-      const conn = this.byTuple.get(id);
-      if (!conn || e.zone !== conn.entry.zone || tupleId(conn.entry.orig) !== id) return;
-      found.add(conn);
-      if (!this.stillOffloadable(conn, e)) changed.add(conn);
+      const found = this.store.find(e.orig);
+      // Only an entry whose orig tuple is the connection's (not its reply tuple), in its zone.
+      if (found < 0 || (found & 1) !== 0) return;
+      const slot = found >> 1;
+      if (e.zone !== this.store.zoneOf(slot)) return;
+      seen[slot] = seen[slot]! | FOUND | (this.stillOffloadable(slot, e) ? 0 : CHANGED);
     });
     let dropped = 0;
-    for (const conn of [...this.byId.values()]) {
-      const why = changed.has(conn) ? "conntrack entry changed" : found.has(conn) ? null : "conntrack entry gone";
+    for (const slot of this.connections()) {
+      const why = seen[slot]! & CHANGED ? "conntrack entry changed" : seen[slot]! & FOUND ? null : "conntrack entry gone";
       if (why === null) continue;
-      this.teardown(conn, why);
+      this.teardown(slot, why);
       dropped++;
     }
     return dropped;
@@ -648,21 +709,22 @@ export class FlowTable {
   /** One line per offloaded connection, for SIGUSR1 and the demo. */
   describe(): string[] {
     const now = performance.now();
-    return [...this.byId.values()].map((c) => {
-      const s = this.readStats(c.id);
+    return this.connections().map((slot) => {
+      const s = this.readStats(slot);
       const dirs = ([0, 1] as const).map((d) => {
-        const x = c.dirs[d];
+        const ingress = this.ingressOf(slot, d);
         const st = s?.dir[d];
-        return `${d === 0 ? "orig" : "reply"} ${x ? `${this.deviceName(x.ingress.ifindex)}->${this.deviceName(x.hop.oif)}` : "kernel"} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
+        const path = ingress ? `${this.deviceName(ingress.ifindex)}->${this.deviceName(this.hopOf(slot, d).oif)}` : "kernel";
+        return `${d === 0 ? "orig" : "reply"} ${path} packets=${st?.packets ?? 0n} bytes=${st?.bytes ?? 0n}`;
       });
-      const idle = Math.round((now - c.lastActive) / 1000);
-      return `${describeTuple(c.entry.orig)}${natNote(planOf(c, 0))} ${dirs.join(" ")} idle=${idle}s`;
+      const idle = Math.round((now - this.store.lastActive[slot]!) / 1000);
+      return `${describeTuple(this.store.tuple(slot, 0))}${natNote(this.planOf(slot, 0))} ${dirs.join(" ")} idle=${idle}s`;
     });
   }
 
   /** Removes every flow (shutdown). */
   clear(reason: string): void {
-    for (const conn of [...this.byId.values()]) this.teardown(conn, reason);
+    for (const slot of this.connections()) this.teardown(slot, reason);
     this.pending.clear();
     this.recent.clear();
     this.fresh = [];
@@ -699,6 +761,10 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
+function sameIngress(a: Ingress, b: Ingress): boolean {
+  return a.ifindex === b.ifindex && sameEncap(a.encap, b.encap);
+}
+
 function sameHop(a: NextHop, b: NextHop): boolean {
   return a.oif === b.oif && a.mtu === b.mtu && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac) && sameEncap(a.encap, b.encap);
 }
@@ -706,15 +772,6 @@ function sameHop(a: NextHop, b: NextHop): boolean {
 /** Whether an installed action still rewrites as the conntrack entry's NAT says. */
 function rewriteMatches(a: FlowAction, p: DirectionPlan): boolean {
   return sameBytes(a.saddr, p.saddr) && sameBytes(a.daddr, p.daddr) && a.sport === p.sport && a.dport === p.dport;
-}
-
-function sameIngress(a: Ingress, b: Ingress): boolean {
-  return a.ifindex === b.ifindex && sameEncap(a.encap, b.encap);
-}
-
-/** What a direction's packets look like and become (derived: an entry's tuples never change). */
-function planOf(c: Conn, d: Dir): DirectionPlan {
-  return planDirection(c.entry.orig, c.entry.reply, d);
 }
 
 /** The flow map key of a direction's packets arriving at `ingress`. */

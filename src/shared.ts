@@ -1,57 +1,96 @@
-// One copy of the values many offloaded connections have in common: addresses (a few hosts talk
-// to many), plain-Ethernet ingresses and next hops. Each connection would otherwise hold its own
-// small objects and byte arrays, which is most of the daemon's memory per connection. Shared
-// values are never modified.
-import type { CtEntry } from "./conntrack.ts";
-import type { Tuple } from "./nat.ts";
+// One copy of the values many offloaded connections have in common: ingresses (device and
+// encapsulation) and next hops. Connections refer to them by a small index (src/connstore.ts);
+// a value is dropped when the last connection that refers to it lets go.
+// Values are compared field by field with the few recently acquired ones first (new flows mostly
+// go to the same few ingresses and next hops), and by a string key only when none matches.
 import type { NextHop } from "./nexthop.ts";
 import type { Encap } from "./topology.ts";
 
-/** Each table starts over when it holds this many values (connections keep theirs). */
-const MAX_VALUES = 65536;
-/** Next hops are few: the last this many distinct ones are compared field by field. */
-const RECENT_HOPS = 16;
+/** How many recently acquired values are compared before a value's key is built. */
+const RECENT = 8;
 
 export interface Ingress {
   ifindex: number;
   encap: Encap;
 }
 
-export class SharedValues {
-  private readonly v4 = new Map<number, Uint8Array>();
-  private readonly v6 = new Map<string, Uint8Array>();
-  private readonly ingresses = new Map<number, Ingress>();
-  private readonly hops: NextHop[] = [];
-  private nextHop = 0;
+export class Interned<T> {
+  private readonly byKey = new Map<string, number>();
+  private readonly values: (T | undefined)[] = [];
+  private readonly keys: string[] = [];
+  private readonly refs: number[] = [];
+  private readonly free: number[] = [];
+  private readonly recent: number[] = [];
+  private nextRecent = 0;
 
-  /** The entry with its tuples' addresses shared. */
-  entry(e: CtEntry): CtEntry {
-    return { ...e, orig: this.tuple(e.orig), reply: this.tuple(e.reply) };
+  constructor(
+    private readonly keyOf: (v: T) => string,
+    private readonly same: (a: T, b: T) => boolean,
+  ) {}
+
+  /** The index of a value equal to v, with one more reference. */
+  acquire(v: T): number {
+    for (const i of this.recent) {
+      const x = this.values[i];
+      if (x !== undefined && (x === v || this.same(x, v))) return this.hold(i);
+    }
+    const key = this.keyOf(v);
+    const hit = this.byKey.get(key);
+    if (hit !== undefined) return this.hold(hit);
+    const i = this.free.pop() ?? this.values.length;
+    this.values[i] = v;
+    this.keys[i] = key;
+    this.refs[i] = 1;
+    this.byKey.set(key, i);
+    this.remember(i);
+    return i;
   }
 
-  /** Where packets arrive: one object per device for plain Ethernet. */
-  ingress(ifindex: number, encap: Encap): Ingress {
-    if (!isPlain(encap)) return { ifindex, encap };
-    return get(this.ingresses, ifindex, () => ({ ifindex, encap }));
+  private hold(i: number): number {
+    this.refs[i]!++;
+    if (!this.recent.includes(i)) this.remember(i);
+    return i;
   }
 
-  hop(h: NextHop): NextHop {
-    for (const x of this.hops) if (sameNextHop(x, h)) return x;
-    this.hops[this.nextHop] = h;
-    this.nextHop = (this.nextHop + 1) % RECENT_HOPS;
-    return h;
+  private remember(i: number): void {
+    this.recent[this.nextRecent] = i;
+    this.nextRecent = (this.nextRecent + 1) % RECENT;
   }
 
-  private tuple(t: Tuple): Tuple {
-    return { ...t, src: this.addr(t.family, t.src), dst: this.addr(t.family, t.dst) };
+  release(i: number): void {
+    if (--this.refs[i]! > 0) return;
+    this.byKey.delete(this.keys[i]!);
+    this.values[i] = undefined;
+    this.keys[i] = "";
+    this.free.push(i);
   }
 
-  private addr(family: number, a: Uint8Array): Uint8Array {
-    if (family === 2) return get(this.v4, ((a[0]! << 24) | (a[1]! << 16) | (a[2]! << 8) | a[3]!) >>> 0, () => a);
-    let key = "";
-    for (let i = 0; i < 16; i += 2) key += String.fromCharCode((a[i]! << 8) | a[i + 1]!);
-    return get(this.v6, key, () => a);
+  get(i: number): T {
+    const v = this.values[i];
+    if (v === undefined) throw new Error(`interned value ${i} is not held`);
+    return v;
   }
+
+  /** How many distinct values are held. */
+  get size(): number {
+    return this.byKey.size;
+  }
+}
+
+/** Equal in every field, as the key says (interned values are the values as given). */
+export function equalIngress(a: Ingress, b: Ingress): boolean {
+  return a.ifindex === b.ifindex && equalEncap(a.encap, b.encap);
+}
+
+/** Equal in every field (unlike flows.ts's "same path" comparison, which ignores the gateway). */
+export function equalNextHop(a: NextHop, b: NextHop): boolean {
+  return a.oif === b.oif && a.l3Oif === b.l3Oif && a.mtu === b.mtu && a.gatewayFamily === b.gatewayFamily &&
+    sameBytes(a.gateway, b.gateway) && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac) && equalEncap(a.encap, b.encap);
+}
+
+function equalEncap(x: Encap, y: Encap): boolean {
+  return x.pppoeSid === y.pppoeSid && x.dsaPort === y.dsaPort && x.vlans.length === y.vlans.length &&
+    x.vlans.every((t, i) => t.id === y.vlans[i]!.id && t.proto === y.vlans[i]!.proto);
 }
 
 function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
@@ -61,23 +100,14 @@ function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
   return true;
 }
 
-function sameNextHop(a: NextHop, b: NextHop): boolean {
-  const [x, y] = [a.encap, b.encap];
-  return a.oif === b.oif && a.l3Oif === b.l3Oif && a.mtu === b.mtu && a.gatewayFamily === b.gatewayFamily &&
-    sameBytes(a.gateway, b.gateway) && sameBytes(a.dmac, b.dmac) && sameBytes(a.smac, b.smac) &&
-    x.pppoeSid === y.pppoeSid && x.dsaPort === y.dsaPort && x.vlans.length === y.vlans.length &&
-    x.vlans.every((t, i) => t.id === y.vlans[i]!.id && t.proto === y.vlans[i]!.proto);
+export function ingressKey(i: Ingress): string {
+  return `${i.ifindex}${encapKey(i.encap)}`;
 }
 
-function isPlain(e: Encap): boolean {
-  return e.vlans.length === 0 && e.pppoeSid === null && e.dsaPort === null;
+export function hopKey(h: NextHop): string {
+  return `${h.oif}/${h.l3Oif}/${h.mtu}/${h.gatewayFamily}/${h.gateway?.join(".") ?? "-"}/${h.dmac.join(".")}/${h.smac.join(".")}${encapKey(h.encap)}`;
 }
 
-function get<K, V>(m: Map<K, V>, k: K, make: () => V): V {
-  const hit = m.get(k);
-  if (hit !== undefined) return hit;
-  if (m.size >= MAX_VALUES) m.clear();
-  const v = make();
-  m.set(k, v);
-  return v;
+function encapKey(e: Encap): string {
+  return `/${e.vlans.map((t) => `${t.proto}.${t.id}`).join(",")}/${e.pppoeSid ?? "-"}/${e.dsaPort ?? "-"}`;
 }

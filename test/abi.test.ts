@@ -5,8 +5,8 @@
 import { beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import {
-  FLOW_ABI_VERSION, FLOW_CLOCK_LAG_NS, IFACE_PROBES, IFACE_SLOTS, LAYOUT, decodeAction, encodeAction, encodeIfaceSlot,
-  ifaceSlotCandidates, ifaceSlotOwner, placeIfaces, type FlowAction,
+  FLOW_ABI_VERSION, FLOW_CLOCK_LAG_NS, IFACE_PROBES, IFACE_SLOTS, LAYOUT, decodeAction, decodeStats, encodeAction, encodeIfaceSlot,
+  ifaceSlotCandidates, ifaceSlotOwner, placeIfaces, statsFlags, statsPackets, type FlowAction,
 } from "../src/abi.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -132,4 +132,21 @@ describe("flow_action ingress MACs", () => {
     expect(Array.from(back.ingressDmac ?? [])).toEqual(Array.from(dmac));
     expect(Array.from(back.ingressSmac ?? [])).toEqual(Array.from(smac));
   });
+});
+
+test("flow_stats read in place agree with decodeStats, at any record of an array", () => {
+  const S = LAYOUT.flow_stats;
+  const buf = new Uint8Array(3 * S.size);
+  const v = new DataView(buf.buffer);
+  const off = 2 * S.size;
+  v.setBigUint64(off + S.members.dir, 2n ** 40n + 5n, true);
+  v.setBigUint64(off + S.members.dir + 8, 999n, true);
+  v.setBigUint64(off + S.members.dir + 16, 0xffffffffn, true);
+  v.setUint32(off + S.members.flags, 1, true);
+  const d = decodeStats(buf, off);
+  expect(statsPackets(v, off, 0)).toBe(Number(d.dir[0].packets));
+  expect(statsPackets(v, off, 1)).toBe(Number(d.dir[1].packets));
+  expect(statsPackets(v, off, 0)).toBe(2 ** 40 + 5);
+  expect(statsFlags(v, off)).toBe(d.flags);
+  expect(statsPackets(v, S.size, 0)).toBe(0);
 });

@@ -104,6 +104,20 @@ describe("maps", () => {
     expect(entries).toEqual(new Map([[3, 30n], [7, 70n], [9, 90n]]));
   });
 
+  test("dump() into given buffers: the entries land there; buffers too small are refused", () => {
+    const m = load().map("resizable");
+    for (const k of [5, 1]) m.update(u32(k), u64(BigInt(k * 10)));
+    const into = { keys: new Uint8Array(16 * 4), values: new Uint8Array(16 * 8) };
+    const d = m.dump({ limit: 16, into });
+    expect(d.count).toBe(2);
+    expect(d.values.buffer).toBe(into.values.buffer);
+    const entries = new Map<number, bigint>();
+    for (let i = 0; i < d.count; i++) entries.set(readU32(into.keys.subarray(i * 4)), readU64(into.values.subarray(i * 8)));
+    expect(entries).toEqual(new Map([[1, 10n], [5, 50n]]));
+    expect(() => m.dump({ limit: 16, into: { keys: new Uint8Array(4), values: into.values } })).toThrow(expect.objectContaining({ errno: EINVAL }));
+    expect(() => load().map("small").dump({ from: 1 })).not.toThrow(); // u32 keys
+  });
+
   test("wrong key or value sizes are refused before reaching the kernel", () => {
     const m = load().map("small");
     expect(() => m.update(u64(1n), u64(1n))).toThrow(expect.objectContaining({ errno: EINVAL }));

@@ -841,3 +841,25 @@ for (const hook of HOOKS) {
     });
   });
 }
+
+test("flow_stats dumped in batches from any slot, into reused buffers, in slot order", () => {
+  const stats = dp.obj.map("flow_stats");
+  const n = Math.min(MAX_CONNS, 40);
+  for (let i = 0; i < n; i++) {
+    const rec = new Uint8Array(LAYOUT.flow_stats.size);
+    new DataView(rec.buffer).setBigUint64(LAYOUT.flow_stats.members.dir, BigInt(1000 + i), true);
+    stats.update(u32(i), rec);
+  }
+  const into = { keys: new Uint8Array(16 * 4), values: new Uint8Array(16 * LAYOUT.flow_stats.size) };
+  for (const from of [0, 1, 16, 30]) {
+    const d = stats.dump({ limit: Math.min(16, n - from), from, into });
+    expect(d.count).toBe(Math.min(16, n - from));
+    expect(d.values.buffer).toBe(into.values.buffer);
+    for (let i = 0; i < d.count; i++) {
+      expect(new DataView(d.keys.buffer).getUint32(i * 4, true)).toBe(from + i);
+      expect(decodeStats(d.values, i * LAYOUT.flow_stats.size).dir[0].packets).toBe(BigInt(1000 + from + i));
+    }
+  }
+  expect(stats.dump({ limit: 5, from: MAX_CONNS - 2 }).count).toBe(2);
+  for (let i = 0; i < n; i++) stats.update(u32(i), new Uint8Array(LAYOUT.flow_stats.size));
+});

@@ -1,10 +1,10 @@
 // The flow table with stand-ins for conntrack, rtnetlink and the BPF maps: which kernel calls a
 // new flow costs, and that what it installs is removed again, both directions.
 import { describe, expect, test } from "bun:test";
-import { decodeAction, type FlowKey } from "../src/abi.ts";
+import { FLOW_STATS_CLOSING, LAYOUT, decodeAction, type FlowKey } from "../src/abi.ts";
 import type { BpfMap } from "../src/bpf.ts";
 import type { Conntrack, CtEntry } from "../src/conntrack.ts";
-import { FlowTable } from "../src/flows.ts";
+import { FlowTable, type FlowTableOptions } from "../src/flows.ts";
 import { Logger } from "../src/log.ts";
 import type { Tuple } from "../src/nat.ts";
 import type { NextHop, Rtnl } from "../src/nexthop.ts";
@@ -51,7 +51,35 @@ class FakeMap {
   }
 }
 
-function setup() {
+/** The flow_stats array: a record per slot, read one by one or in a batch of the first `limit`. */
+class FakeStats {
+  readonly buf = new Uint8Array(8192 * LAYOUT.flow_stats.size);
+  private readonly view = new DataView(this.buf.buffer);
+  private at(key: Uint8Array): number {
+    return new DataView(key.buffer, key.byteOffset).getUint32(0, true) * LAYOUT.flow_stats.size;
+  }
+  update(key: Uint8Array, value: Uint8Array): void {
+    this.buf.set(value, this.at(key));
+  }
+  lookup(key: Uint8Array, out: Uint8Array): boolean {
+    out.set(this.buf.subarray(this.at(key), this.at(key) + LAYOUT.flow_stats.size));
+    return true;
+  }
+  dump(part: { limit: number; from: number; into: { keys: Uint8Array; values: Uint8Array } }) {
+    const { limit, from, into } = part;
+    const S = LAYOUT.flow_stats.size;
+    into.values.set(this.buf.subarray(from * S, (from + limit) * S));
+    return { count: limit, keys: into.keys.subarray(0, limit * 4), values: into.values.subarray(0, limit * S) };
+  }
+  count(slot: number, orig: number, reply: number, flags = 0): void {
+    const o = slot * LAYOUT.flow_stats.size + LAYOUT.flow_stats.members.dir;
+    this.view.setBigUint64(o, BigInt(orig), true);
+    this.view.setBigUint64(o + 16, BigInt(reply), true);
+    this.view.setUint32(slot * LAYOUT.flow_stats.size + LAYOUT.flow_stats.members.flags, flags, true);
+  }
+}
+
+function setup(over: Partial<FlowTableOptions> = {}) {
   const flows = new FakeMap();
   const calls = { get: 0, setOffloaded: 0, dump: 0 };
   const table_: CtEntry[] = [];
@@ -83,7 +111,7 @@ function setup() {
   const table = new FlowTable({
     flows: flows as unknown as BpfMap, stats: new FakeMap() as unknown as BpfMap, ct: ct as unknown as Conntrack,
     rtnl: rtnl as unknown as Rtnl, log: new Logger("error"), devices: new Map([[LAN, "lan"], [WAN, "wan"], [WAN2, "wan2"]]),
-    maxFlows: 1024, tcpTimeoutMs: 600_000, udpTimeoutMs: 30_000,
+    maxFlows: 1024, tcpTimeoutMs: 600_000, udpTimeoutMs: 30_000, ...over,
   });
   return { table, flows, calls, conntrack: table_ };
 }
@@ -234,4 +262,32 @@ describe("hand back", () => {
     table.clear("shutdown");
     expect(flows.entries.size).toBe(0);
   });
+});
+
+describe("the sweep", () => {
+  // More connections than the sweep looks up one by one: it reads the stats array in a batch.
+  for (const n of [5, 300, 4500]) {
+    test(`${n} connections: counted ones stay, FIN/RST and idle ones are handed back`, () => {
+      const stats = new FakeStats();
+      const { table, flows } = setup({ stats: stats as unknown as BpfMap, udpTimeoutMs: 0, maxFlows: 8192 });
+      for (let i = 0; i < n; i++) {
+        const e = entry(2000 + i);
+        table.onConntrackChange(e);
+        table.onNewFlow(report(e.orig));
+        table.settleNewFlows();
+      }
+      expect(table.size).toBe(n);
+      expect(flows.entries.size).toBe(2 * n);
+      // Slots are handed out from 0 in order: every third one carried packets (a pattern a batch
+      // read from the wrong slot would not match), slot 1 saw a FIN.
+      for (let slot = 0; slot < n; slot += 3) stats.count(slot, 3, 2 ** 33);
+      stats.count(1, 1, 1, FLOW_STATS_CLOSING);
+      table.sweep();
+      const counted = Math.ceil(n / 3);
+      expect(table.size).toBe(counted);
+      expect(flows.entries.size).toBe(2 * counted);
+      expect(table.handedBack).toEqual({ "FIN/RST": 1, idle: n - counted - 1 });
+      expect(table.describe().every((line) => line.includes("udp 10.0.0.2:"))).toBe(true);
+    });
+  }
 });
