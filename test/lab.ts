@@ -243,6 +243,21 @@ export function nftCounter(ns: string, name: string): number {
   return c.packets;
 }
 
+/**
+ * UDP datagrams a namespace's sockets dropped for a full receive or send buffer (/proc/net/snmp):
+ * lost by an endpoint too slow to keep up (bun starved under emulation), not by the router.
+ */
+export function udpSocketDrops(ns: string): number {
+  const [head, vals] = sh(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]).split("\n")
+    .filter((l) => l.startsWith("Udp:")).map((l) => l.split(/\s+/));
+  const column = (name: string) => {
+    const i = head?.indexOf(name) ?? -1;
+    if (i < 0) throw new CommandError(`no Udp ${name} in ${ns}'s /proc/net/snmp`);
+    return Number(vals?.[i]);
+  };
+  return column("RcvbufErrors") + column("SndbufErrors");
+}
+
 /** Removes labs left behind by runs that were killed before they could clean up. */
 export function removeStaleLabs(prefix: string): void {
   for (const line of sh(["ip", "netns", "list"]).split("\n")) {

@@ -75,11 +75,16 @@ function fetchKernel(): { root: string; release: string } {
   let pkg: string;
   try {
     pkg = kernelPackage();
-  } catch (e) {
-    // apt lists not fetched yet, or offline: use whatever kernel is cached.
+  } catch {
+    // Offline, or the apt lists are not fetched yet (a clean machine): the cached kernel, if any,
+    // else the lists, once.
     const cached = readdirSync(CACHE).find((f) => /^kernel-.*-amd64$/.test(f));
-    if (!cached) throw e;
-    pkg = `linux-image-${cached.slice("kernel-".length)}`;
+    if (cached) pkg = `linux-image-${cached.slice("kernel-".length)}`;
+    else {
+      log("apt-get update");
+      run(["apt-get", "update", "-qq"]);
+      pkg = kernelPackage();
+    }
   }
   const release = pkg.slice("linux-image-".length);
   const root = `${CACHE}/kernel-${release}`;

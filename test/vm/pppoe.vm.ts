@@ -4,6 +4,7 @@
 // IPv6 past the forward chain with the VLAN and PPPoE headers put on and taken off in the fast
 // path, and deliver the data intact.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { udpSocketDrops } from "../lab.ts";
 import { BUN, FIX, Output } from "../traffic.ts";
 import { Daemon, esc, within } from "./daemon.ts";
 import { PPPOE_SID, PppoeLab, VADDR, type VlanLayer } from "./pppoe-lab.ts";
@@ -96,13 +97,16 @@ for (const stack of STACKS) {
             expect(res.reply.bytes).toBe(MIB * 1024 * 1024 + 1024);
             expect(res.reply.peer.replace(/^::ffff:/, "")).toBe(family === 4 ? VADDR.routerWan4 : VADDR.routerWan6);
             const m = await off.waitFor(/handed back tcp \S+ -> \S+:5201 after (\d+)\+(\d+) packets: FIN\/RST/);
+            const forwarded = lab.forwardedPackets() - before;
+            console.log(`${stack.name}, --hook ${hook}, IPv${family}: fast path ${m[1]}+${m[2]} packets; forward chain saw ${forwarded}`);
             if (stack.vlans.length < 2 || hook === "tc") {
               // 16 MiB in segments of at most 1452 bytes (PPPoE MTU 1492): over 11,000 of them, nearly
               // all full-size. QinQ on TC: the outer tag goes out as skb metadata and the ISP's 802.1ad
               // and 802.1Q devices take the frames apart (the data arrived intact). The forward chain
-              // sees only the tail after the FIN (the ACKs of the data still in flight).
+              // sees only the tail after the FIN (the ACKs of the data still in flight: a few dozen,
+              // more when the guest is starved): under 5% of what the fast path carried.
               expect(Number(m[1])).toBeGreaterThan(10_000);
-              expect(lab.forwardedPackets() - before).toBeLessThan(50);
+              expect(forwarded).toBeLessThan((Number(m[1]) + Number(m[2])) / 20);
             } else {
               // QinQ on XDP: both tags go into the frame, so full-size segments would be 4 bytes too
               // long for the device and go to the kernel; the ACKs coming back take the fast path.
@@ -126,16 +130,23 @@ for (const stack of STACKS) {
           await off.waitFor(new RegExp(`offloaded udp \\S+:${sport} -> \\S+:7001 .*lan1 -> wan ${esc(stack.encap)}\\n`));
           await off.waitFor(new RegExp(`offloaded udp \\S+:7001 -> \\S+:${sport} .*wan ${esc(stack.encap)} -> lan1\\n`));
           const before = lab.forwardedPackets();
+          const [client0, isp0] = [udpSocketDrops(lab.client), udpSocketDrops(lab.isp)];
           proc.stdin.write("go\n");
           proc.stdin.flush();
           const res = JSON.parse(await within(out.lastLine(), 60_000, off)) as { sent: number; received: number };
           expect(await proc.exited).toBe(0);
-          expect(res.received).toBe(res.sent);
+          // Every datagram came back, or an endpoint's socket dropped it (bun starved under
+          // emulation cannot always keep up): the router lost none.
+          const [clientDrops, ispDrops] = [udpSocketDrops(lab.client) - client0, udpSocketDrops(lab.isp) - isp0];
+          console.log(`${stack.name}, --hook ${hook}: ${res.received} of ${res.sent} echoes back; sockets dropped ${clientDrops} (client), ${ispDrops} (server)`);
+          expect(res.received + clientDrops + ispDrops).toBe(res.sent);
+          expect(res.received).toBeGreaterThan(res.sent * 0.8);
           expect(lab.forwardedPackets() - before).toBe(0);
           off.kill("SIGUSR1");
           const m = await off.waitFor(/udp \S+ -> \S+:7001 .*orig lan1->wan packets=(\d+) .*reply wan->lan1 packets=(\d+)/);
           expect(Number(m[1])).toBeGreaterThanOrEqual(2000);
-          expect(Number(m[2])).toBeGreaterThanOrEqual(2000);
+          // (A request the server's socket dropped has no echo.)
+          expect(Number(m[2])).toBeGreaterThanOrEqual(2000 - ispDrops);
         } finally {
           expect(await off.stop()).toBe(0);
         }

@@ -121,14 +121,6 @@ export class VlanBridgeLab {
     return nftCounter(this.router, "invalid");
   }
 
-  /** UDP datagrams a namespace's sockets dropped for a full receive buffer (/proc/net/snmp). */
-  udpRcvbufErrors(ns: string): number {
-    const [head, vals] = this.exec(ns, ["cat", "/proc/net/snmp"]).split("\n").filter((l) => l.startsWith("Udp:")).map((l) => l.split(/\s+/));
-    const i = head?.indexOf("RcvbufErrors") ?? -1;
-    if (i < 0) throw new Error(`no Udp RcvbufErrors in ${ns}'s /proc/net/snmp`);
-    return Number(vals?.[i]);
-  }
-
   /** Packets a device of the router received, from its kernel counters. */
   rxPackets(dev: string): number {
     const [link] = JSON.parse(this.exec(this.router, ["ip", "-j", "-s", "link", "show", dev])) as { stats64: { rx: { packets: number } } }[];
