@@ -10,8 +10,8 @@
 // test/lab.ts). With `qinq` the WAN is an 802.1ad S-tag 100 around the C-tag 7 (wan.100.7).
 // Namespace names are unique per lab; destroy() removes everything, pppd and pppoe-server included.
 import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from "node:fs";
-import type { Subprocess } from "bun";
-import { CommandError, loadRuleset, nftCounter, sh } from "../lab.ts";
+import { CommandError, loadRuleset, sh } from "../lab.ts";
+import { VmRouterLab } from "./router-lab.ts";
 
 export const VADDR = {
   client4: "10.200.1.2",
@@ -73,7 +73,7 @@ function ensurePluginLink(): void {
   symlinkSync(found, `${PLUGIN_DIR}/rp-pppoe.so`);
 }
 
-export class PppoeLab {
+export class PppoeLab extends VmRouterLab {
   readonly client: string;
   readonly router: string;
   readonly isp: string;
@@ -84,10 +84,9 @@ export class PppoeLab {
   /** The ISP's PPP interface, known once the session is up. */
   ispPpp = "";
   private readonly dir = mkdtempSync("/tmp/eo-vm-lab-");
-  private readonly procs: Subprocess[] = [];
-  private destroyed = false;
 
   constructor(private readonly opts: PppoeLabOptions = {}) {
+    super();
     // Overwrites /etc/ppp files: only where the root is a throwaway overlay.
     if (process.env.EO_VM !== "1") throw new Error("PppoeLab runs only inside the test VM (EO_VM=1)");
     const id = `vm-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
@@ -184,38 +183,11 @@ export class PppoeLab {
     loadRuleset(this.router, ruleset);
   }
 
-  forwardedPackets(): number {
-    return nftCounter(this.router, "forwarded");
+  protected namespaces(): string[] {
+    return [this.client, this.router, this.isp];
   }
 
-  invalidPackets(): number {
-    return nftCounter(this.router, "invalid");
-  }
-
-  /** Packets a device of the router received, from its kernel counters. */
-  rxPackets(dev: string): number {
-    const [link] = JSON.parse(this.exec(this.router, ["ip", "-j", "-s", "link", "show", dev])) as { stats64: { rx: { packets: number } } }[];
-    return link!.stats64.rx.packets;
-  }
-
-  exec(ns: string, cmd: string[], opts: { allowFail?: boolean } = {}): string {
-    return sh(["ip", "netns", "exec", ns, ...cmd], opts);
-  }
-
-  spawn(ns: string, cmd: string[]): Subprocess<"pipe", "pipe", "pipe"> {
-    return Bun.spawn(["ip", "netns", "exec", ns, ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-  }
-
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    for (const p of this.procs) p.kill("SIGKILL");
-    for (const ns of [this.client, this.router, this.isp]) {
-      for (const pid of sh(["ip", "netns", "pids", ns], { allowFail: true }).split("\n").filter(Boolean)) {
-        sh(["kill", "-9", pid], { allowFail: true });
-      }
-      sh(["ip", "netns", "del", ns], { allowFail: true });
-    }
+  protected override cleanup(): void {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -8,8 +8,8 @@
 // The bridge itself is in VLAN 1 (PVID, untagged: 10.200.1.1 on br-lan) and VLAN 10 tagged, with
 // the VLAN device br-lan.10 (10.200.10.1) on top. nftables masquerades on wan, drops ct state
 // invalid and counts what its forward chain sees (table inet lab, as in test/lab.ts).
-import type { Subprocess } from "bun";
-import { loadRuleset, nftCounter, sh } from "../lab.ts";
+import { loadRuleset, sh } from "../lab.ts";
+import { VmRouterLab } from "./router-lab.ts";
 
 export const BADDR = {
   server4: "10.200.2.2",
@@ -47,11 +47,10 @@ table inet lab {
 }
 `;
 
-export class VlanBridgeLab {
+export class VlanBridgeLab extends VmRouterLab {
   private readonly id = `vmbr-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
   readonly router = `${this.id}-r`;
   readonly server = `${this.id}-s`;
-  private destroyed = false;
 
   /** A client's namespace. */
   ns(c: BridgeClient): string {
@@ -109,40 +108,7 @@ export class VlanBridgeLab {
     }
   }
 
-  private namespaces(): string[] {
+  protected namespaces(): string[] {
     return [this.router, this.server, ...BRIDGE_CLIENTS.map((c) => this.ns(c))];
-  }
-
-  forwardedPackets(): number {
-    return nftCounter(this.router, "forwarded");
-  }
-
-  invalidPackets(): number {
-    return nftCounter(this.router, "invalid");
-  }
-
-  /** Packets a device of the router received, from its kernel counters. */
-  rxPackets(dev: string): number {
-    const [link] = JSON.parse(this.exec(this.router, ["ip", "-j", "-s", "link", "show", dev])) as { stats64: { rx: { packets: number } } }[];
-    return link!.stats64.rx.packets;
-  }
-
-  exec(ns: string, cmd: string[], opts: { allowFail?: boolean } = {}): string {
-    return sh(["ip", "netns", "exec", ns, ...cmd], opts);
-  }
-
-  spawn(ns: string, cmd: string[]): Subprocess<"pipe", "pipe", "pipe"> {
-    return Bun.spawn(["ip", "netns", "exec", ns, ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
-  }
-
-  destroy(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    for (const ns of this.namespaces()) {
-      for (const pid of sh(["ip", "netns", "pids", ns], { allowFail: true }).split("\n").filter(Boolean)) {
-        sh(["kill", "-9", pid], { allowFail: true });
-      }
-      sh(["ip", "netns", "del", ns], { allowFail: true });
-    }
   }
 }
