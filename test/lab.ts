@@ -44,7 +44,12 @@ export function sh(cmd: string[], opts: { allowFail?: boolean } = {}): string {
   return r.stdout.toString();
 }
 
-const RULESET = `
+/**
+ * The lab router's ruleset: counters of forwarded and invalid packets (invalid ones dropped, as
+ * fw4 does) and masquerade out of the WAN devices.
+ */
+export function natRuleset(wan: string[]): string {
+  return `
 table inet lab {
   counter forwarded {}
   counter invalid {}
@@ -55,10 +60,11 @@ table inet lab {
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
-    oifname { "wan", "wan2" } masquerade
+    oifname { ${wan.map((d) => `"${d}"`).join(", ")} } masquerade
   }
 }
 `;
+}
 
 export const ADDR = {
   client4: "10.200.1.2",
@@ -128,7 +134,7 @@ export class Lab {
         sh(["ip", "-n", r, "-6", "addr", "add", `${a6}/64`, "dev", dev, "nodad"]);
         sh(["ip", "-n", r, "link", "set", dev, "up"]);
       }
-      this.nft(RULESET);
+      this.nft(natRuleset(["wan", "wan2"]));
       if (this.secondWan) this.createSecondWan();
       return this;
     } catch (e) {

@@ -10,7 +10,7 @@
 // test/lab.ts). With `qinq` the WAN is an 802.1ad S-tag 100 around the C-tag 7 (wan.100.7).
 // Namespace names are unique per lab; destroy() removes everything, pppd and pppoe-server included.
 import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, symlinkSync } from "node:fs";
-import { CommandError, loadRuleset, sh } from "../lab.ts";
+import { CommandError, loadRuleset, natRuleset, sh } from "../lab.ts";
 import { VmRouterLab } from "./router-lab.ts";
 
 export const VADDR = {
@@ -43,24 +43,6 @@ export interface PppoeLabOptions {
 }
 
 export const PPP_IF = "pppoe-wan";
-
-export function defaultRuleset(ppp: string): string {
-  return `
-table inet lab {
-  counter forwarded {}
-  counter invalid {}
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    ct state invalid counter name "invalid" drop
-    counter name "forwarded"
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "${ppp}" masquerade
-  }
-}
-`;
-}
 
 const PLUGIN_DIR = "/etc/ppp/plugins";
 
@@ -140,7 +122,7 @@ export class PppoeLab extends VmRouterLab {
       sh(["ip", "-n", i, "-6", "addr", "add", `${VADDR.server6}/128`, "dev", "lo", "nodad"]);
       sh(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"]);
       await this.startPppoe(idev, rdev);
-      this.nft((this.opts.ruleset ?? defaultRuleset)(this.ppp));
+      this.nft((this.opts.ruleset ?? ((ppp: string) => natRuleset([ppp])))(this.ppp));
       return this;
     } catch (e) {
       this.destroy();

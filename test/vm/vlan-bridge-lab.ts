@@ -8,7 +8,7 @@
 // The bridge itself is in VLAN 1 (PVID, untagged: 10.200.1.1 on br-lan) and VLAN 10 tagged, with
 // the VLAN device br-lan.10 (10.200.10.1) on top. nftables masquerades on wan, drops ct state
 // invalid and counts what its forward chain sees (table inet lab, as in test/lab.ts).
-import { loadRuleset, sh } from "../lab.ts";
+import { loadRuleset, natRuleset, sh } from "../lab.ts";
 import { VmRouterLab } from "./router-lab.ts";
 
 export const BADDR = {
@@ -30,22 +30,6 @@ export const BRIDGE_CLIENTS: readonly BridgeClient[] = [
   { name: "c2", port: "lan2", addr: "10.200.10.2", tag: 10 },
   { name: "c3", port: "lan3", addr: "10.200.10.3", tag: null },
 ];
-
-const RULESET = `
-table inet lab {
-  counter forwarded {}
-  counter invalid {}
-  chain forward {
-    type filter hook forward priority filter; policy accept;
-    ct state invalid counter name "invalid" drop
-    counter name "forwarded"
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan" masquerade
-  }
-}
-`;
 
 export class VlanBridgeLab extends VmRouterLab {
   private readonly id = `vmbr-${process.pid.toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
@@ -100,7 +84,7 @@ export class VlanBridgeLab extends VmRouterLab {
       sh(["ip", "-n", this.server, "addr", "add", `${BADDR.server4}/24`, "dev", "eth0"]);
       sh(["ip", "-n", this.server, "link", "set", "eth0", "up"]);
       sh(["ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
-      loadRuleset(r, RULESET);
+      loadRuleset(r, natRuleset(["wan"]));
       return this;
     } catch (e) {
       this.destroy();
