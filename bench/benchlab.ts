@@ -51,6 +51,26 @@ export function spawnTracked(cmd: string[]): Subprocess<"ignore", "pipe", "pipe"
   return proc;
 }
 
+/**
+ * Runs bench/pktgen.c in a namespace on eth0, pinned to CPU 1, with the generator's arguments
+ * after the device; `guardMs` kills a hung send. `ip netns exec` and taskset exec it: one PID.
+ */
+export function runPktgen(ns: string, args: string[], guardMs: number): { stop: () => void; result: Promise<Sent> } {
+  const proc = spawnTracked(["ip", "netns", "exec", ns, "taskset", "-c", "1", PKTGEN, "eth0", ...args]);
+  // It stops by itself; the timer only guards against a hung send.
+  const guard = setTimeout(() => proc.kill("SIGKILL"), guardMs);
+  const result = (async () => {
+    try {
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      if (code !== 0) throw new Error(`pktgen: exit ${code}: ${err.trim()}`);
+      return JSON.parse(out) as Sent;
+    } finally {
+      clearTimeout(guard);
+    }
+  })();
+  return { stop: () => proc.kill("SIGTERM"), result };
+}
+
 /** Runs a child to its end (killed after timeoutMs), returning stdout; throws on failure. */
 export async function runTracked(cmd: string[], timeoutMs: number): Promise<string> {
   const proc = spawnTracked(cmd);
@@ -192,19 +212,7 @@ export class BenchLab {
   /** send(), with the generator's process to stop it early (`ip netns exec` and taskset exec it: one PID). */
   startSend(flows: number, seconds: number, pps = 0, dst: string = ADDR.server4): { stop: () => void; result: Promise<Sent> } {
     this.addClientAddresses(Math.ceil(flows / 50_000));
-    const proc = spawnTracked(["ip", "netns", "exec", this.lab.client, "taskset", "-c", "1", PKTGEN, "eth0", this.lanMac, ADDR.client4, dst, DISCARD_PORT, String(flows), String(seconds), String(pps)]);
-    // It stops by itself; the timer only guards against a hung send.
-    const guard = setTimeout(() => proc.kill("SIGKILL"), seconds * 1000 + 5000);
-    const result = (async () => {
-      try {
-        const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-        if (code !== 0) throw new Error(`pktgen: exit ${code}: ${err.trim()}`);
-        return JSON.parse(out) as Sent;
-      } finally {
-        clearTimeout(guard);
-      }
-    })();
-    return { stop: () => proc.kill("SIGTERM"), result };
+    return runPktgen(this.lab.client, [this.lanMac, ADDR.client4, dst, DISCARD_PORT, String(flows), String(seconds), String(pps)], seconds * 1000 + 5000);
   }
 
   private clientAddresses = 1;

@@ -13,7 +13,7 @@
 import { ADDR, Lab, loadRuleset, nftCounter, sh } from "../test/lab.ts";
 import { Daemon } from "../test/vm/daemon.ts";
 import { PppoeLab, VADDR } from "../test/vm/pppoe-lab.ts";
-import { DISCARD_PORT, PASS_OBJ, PKTGEN, type Sent, SINK_OBJ, sinkCount, sinkMapOf, spawnTracked } from "./benchlab.ts";
+import { DISCARD_PORT, PASS_OBJ, runPktgen, type Sent, SINK_OBJ, sinkCount, sinkMapOf } from "./benchlab.ts";
 
 export const VM_CONFIGS = ["kernel", "flowtable", "xdp-native", "tc"] as const;
 export type VmConfig = (typeof VM_CONFIGS)[number];
@@ -146,16 +146,8 @@ export class VmBenchLab {
 
   /** 64-byte UDP frames from the client for `seconds`, the generator pinned to CPU 1. */
   async send(flows: number, seconds: number): Promise<Sent> {
-    const proc = spawnTracked(["ip", "netns", "exec", this.client, "taskset", "-c", "1", PKTGEN, "eth0", this.lanMac,
-      ADDR.client4, this.shape.serverAddr, DISCARD_PORT, String(flows), String(seconds), "0"]);
-    const guard = setTimeout(() => proc.kill("SIGKILL"), seconds * 1000 + 30_000);
-    try {
-      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-      if (code !== 0) throw new Error(`pktgen: exit ${code}: ${err.trim()}`);
-      return JSON.parse(out) as Sent;
-    } finally {
-      clearTimeout(guard);
-    }
+    const args = [this.lanMac, ADDR.client4, this.shape.serverAddr, DISCARD_PORT, String(flows), String(seconds), "0"];
+    return await runPktgen(this.client, args, seconds * 1000 + 30_000).result;
   }
 
   /** How many of the generator's flows (source ports) are offloaded: by the daemon's log, or conntrack's [OFFLOAD] mark. */
