@@ -3,7 +3,7 @@
 // allows, with no duplicate or stale flow left over from before (adoption re-checks every one).
 import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
-import { ADDR, type Lab, sh } from "./lab.ts";
+import { ADDR, type Lab } from "./lab.ts";
 import { Offloader, StateDirs } from "./offloader.ts";
 import { BUN, FIX, labFixture, startTcpClient, startUdpClient, tcpSink, udpEchoOn } from "./traffic.ts";
 import { arrivalCounter, checkMap, errorLines, expectAlive, startUdpFlow, stillFor, until } from "./fixtures/faults.ts";
@@ -71,10 +71,11 @@ describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", 
     const dirs = new StateDirs();
     const first = new Offloader(lab, ["lan", "wan"], dirs);
     let second: Offloader | null = null;
+    const flows: { stop(): Promise<void> }[] = [];
     try {
       await first.waitFor(/running on/);
-      const a = await startUdpFlow(lab, first, ADDR.server4, 7001);
-      const b = await startUdpFlow(lab, first, ADDR.server4, 7003);
+      flows.push(await startUdpFlow(lab, first, ADDR.server4, 7001));
+      flows.push(await startUdpFlow(lab, first, ADDR.server4, 7003));
       const tcp = await startTcpClient(lab, first, ADDR.server4, 512);
       const transfer = tcp.go();
       await Bun.sleep(200);
@@ -92,9 +93,8 @@ describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", 
       await expectFlowing(replies(7003));
       expect(lab.invalidPackets()).toBe(0);
       expect(errorLines(second.output)).toEqual([]);
-      await a.stop();
-      await b.stop();
     } finally {
+      for (const f of flows) await f.stop(); // a sender left running would disturb the next test
       await first.stop();
       if (second) expect(await second.stop()).toBe(0);
       dirs.remove();
@@ -105,13 +105,11 @@ describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", 
     const dirs = new StateDirs();
     const first = new Offloader(lab, ["lan", "wan"], dirs);
     let second: Offloader | null = null;
-    let sender: number | null = null;
+    let flow: Awaited<ReturnType<typeof startUdpFlow>> | null = null;
     try {
       await first.waitFor(/running on/);
-      const flow = await startUdpFlow(lab, first, ADDR.server4, 7001);
-      // The lab's client namespace, not the machine: other tests run udp-send.ts too.
-      sender = Number(sh(["ip", "netns", "pids", lab.client]).split("\n").find((pid) =>
-        pid && sh(["cat", `/proc/${pid}/cmdline`], { allowFail: true }).includes("udp-send.ts")));
+      flow = await startUdpFlow(lab, first, ADDR.server4, 7001);
+      const sender = flow.pid;
       first.kill("SIGKILL");
       await first.stop();
       // Pause the flow, forget its entry, and let something else take its NAT mapping
@@ -133,10 +131,11 @@ describe("SIGKILL and SIGSTOP mid-transfer, with conntrack changing meanwhile", 
       expect(checkMap(lab, dirs.pinPath).problems).toEqual([]);
       expect(onOldPort()).toBe(0);
       await expectFlowing(replies(7001));
-      await flow.stop();
     } finally {
-      // Still stopped if the test failed early; already gone when flow.stop() ended it.
-      if (sender && existsSync(`/proc/${sender}`)) process.kill(sender, "SIGCONT");
+      if (flow) {
+        if (existsSync(`/proc/${flow.pid}`)) process.kill(flow.pid, "SIGCONT"); // still stopped if the test failed early
+        await flow.stop();
+      }
       await first.stop();
       if (second) expect(await second.stop()).toBe(0);
       dirs.remove();
