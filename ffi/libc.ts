@@ -24,6 +24,7 @@ export const libc = dlopen(path, {
   write: { args: ["i32", "ptr", "usize"], returns: "i64" },
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
+  memcpy: { args: ["ptr", "ptr", "usize"], returns: "ptr" },
 });
 
 const CLOCK_MONOTONIC = 1;

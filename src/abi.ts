@@ -200,6 +200,13 @@ export function decodeKey(buf: Uint8Array, off = 0): FlowKey {
 
 export function encodeAction(a: FlowAction): Uint8Array {
   const buf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_action.size));
+  encodeActionInto(a, buf);
+  return buf;
+}
+
+/** Writes an action into buf (all of it: fields left out of `a` become zero). */
+export function encodeActionInto(a: FlowAction, buf: Uint8Array): void {
+  buf.fill(0, 0, LAYOUT.flow_action.size);
   const v = view(buf);
   v.setUint32(A.out_ifindex, a.outIfindex, true);
   v.setUint32(A.conn_id, a.connId, true);
@@ -222,7 +229,6 @@ export function encodeAction(a: FlowAction): Uint8Array {
   v.setUint8(A.egress_dsa_port, a.egressDsaPort ?? 0);
   if (a.ingressDmac) copyBytes(buf, A.ingress_dmac, a.ingressDmac, 6);
   if (a.ingressSmac) copyBytes(buf, A.ingress_smac, a.ingressSmac, 6);
-  return buf;
 }
 
 export function decodeAction(buf: Uint8Array): FlowAction {

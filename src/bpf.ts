@@ -23,7 +23,7 @@ import {
   TEST_RUN_OPTS_SIZE,
 } from "../ffi/libbpf.ts";
 import { cString, ffiBytes } from "../ffi/buffer.ts";
-import { close as closeFd, describeErrno, errno } from "../ffi/libc.ts";
+import { close as closeFd, describeErrno, errno, libc } from "../ffi/libc.ts";
 import { withLibbpfLog } from "./libbpf-log.ts";
 
 const { ENOENT, E2BIG, EINTR, EINVAL } = constants.errno;
@@ -414,9 +414,10 @@ export class BpfMap {
 }
 
 /**
- * A BPF ring buffer consumer. poll() delivers pending samples to onSample synchronously (a copy
- * each: the ring memory is reused once the callback returns). An exception thrown by onSample stops
- * that poll and is rethrown by it; close() from inside onSample stops delivery at once.
+ * A BPF ring buffer consumer. poll() delivers pending samples to onSample synchronously, each in
+ * a buffer that is valid only during the call (the next sample reuses it): copy what you keep.
+ * An exception thrown by onSample stops that poll and is rethrown by it; close() from inside
+ * onSample stops delivery at once.
  */
 export class RingBuffer {
   private readonly callback: JSCallback;
@@ -424,6 +425,9 @@ export class RingBuffer {
   private failure: unknown = null;
   private stopped = false;
   private delivered = 0;
+  private max = Infinity;
+  private copy = new Uint8Array(new ArrayBuffer(4096));
+  private readonly views = new Map<number, Uint8Array>();
   private polling = false;
   private closeRequested = false;
 
@@ -444,9 +448,11 @@ export class RingBuffer {
         return -1;
       }
       try {
-        onSample(new Uint8Array(toArrayBuffer(data, 0, Number(size)).slice(0)));
-        this.delivered++;
-        return 0;
+        onSample(this.copyOut(data, Number(size)));
+        // libbpf consumed this sample before the call: stopping after it loses nothing.
+        if (++this.delivered < this.max) return 0;
+        this.stopped = true;
+        return -1;
       } catch (e) {
         this.failure = e;
         this.stopped = true;
@@ -462,12 +468,16 @@ export class RingBuffer {
     this.handle = h as Pointer;
   }
 
-  /** Delivers pending samples; waits up to timeoutMs for one (0: never blocks). Returns the count. */
-  poll(timeoutMs = 0): number {
+  /**
+   * Delivers pending samples, at most `max`; waits up to timeoutMs for one (0: never blocks).
+   * Returns the count (`max`: more may wait).
+   */
+  poll(timeoutMs = 0, max = Infinity): number {
     if (this.handle === null) throw BpfError.usage(`BPF ring buffer ${this.map.name} is closed`, EINVAL);
     this.polling = true;
     this.stopped = false;
     this.delivered = 0;
+    this.max = max;
     let rc: number;
     try {
       rc = libbpf.symbols.ring_buffer__poll(this.handle, timeoutMs);
@@ -484,6 +494,23 @@ export class RingBuffer {
       throw new BpfError(`BPF ring buffer ${this.map.name}: poll failed`, -rc);
     }
     return this.delivered;
+  }
+
+  /**
+   * The sample in a buffer of ours (the ring's memory is reused once the callback returns): one
+   * memcpy into a buffer kept across samples, viewed at the sample's size (a ring's samples
+   * mostly have one size), with no allocation per sample.
+   */
+  private copyOut(data: Pointer, size: number): Uint8Array {
+    if (size > this.copy.length) {
+      this.copy = new Uint8Array(new ArrayBuffer(Math.max(size, 2 * this.copy.length)));
+      this.views.clear();
+    }
+    // ptr() each time (it is cheap): a pointer kept across calls can go stale (bun-ffi pitfall 1).
+    libc.symbols.memcpy(ptr(this.copy), data, size);
+    let v = this.views.get(size);
+    if (v === undefined) this.views.set(size, (v = this.copy.subarray(0, size)));
+    return v;
   }
 
   /** Safe to call from onSample: no further sample is delivered, the ring is freed after poll(). */

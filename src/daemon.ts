@@ -52,6 +52,10 @@ const { EBUSY } = constants.errno;
 
 /** At most one new-flow event per unknown flow per this interval. */
 const NOTIFY_INTERVAL_NS = 500_000_000n;
+/** Datapath reports handled per poll() at most. */
+const REPORTS_PER_POLL = 2048;
+/** A new-flow report in the ring: an 8-byte header and the event, 8-byte aligned. */
+const RING_SAMPLE_BYTES = 8 + Math.ceil(LAYOUT.flow_event.size / 8) * 8;
 /** New connections after which a quiet second brings a full garbage collection (collectAfterBurst). */
 const COLLECT_AFTER = 4096;
 
@@ -84,6 +88,8 @@ export class Daemon {
   private rb: RingBuffer | null = null;
   private routeEvents: RouteEvents | null = null;
   private wakeup: Wakeup | null = null;
+  private pollTimer: Timer | null = null;
+  private pollTimerMs = 0;
   private topologyChanged = false;
   private egressChanged = false;
   /** Egress devices whose flows take the TC path, with why (see egress.ts). */
@@ -210,6 +216,7 @@ export class Daemon {
       log: this.log,
       devices,
       maxFlows: cfg.maxFlows,
+      reportBacklog: Math.floor(eventRingBytes(cfg.maxFlows) / RING_SAMPLE_BYTES),
       tcpTimeoutMs: cfg.tcpTimeoutS * 1000,
       udpTimeoutMs: cfg.udpTimeoutS * 1000,
     });
@@ -312,12 +319,14 @@ export class Daemon {
   }
 
   private poll(): void {
-    this.rb?.poll(0);
+    // A flood's reports a batch at a time (each may offload a connection): timers and signals
+    // must not wait for all of them.
+    const more = (this.rb?.poll(0, REPORTS_PER_POLL) ?? 0) === REPORTS_PER_POLL;
     this.dropObserver?.poll();
     this.rulesetEvents?.drain();
     this.events?.drain();
     if (this.events?.overflowed) this.table?.resync();
-    const unsettled = this.table?.settleNewFlows() ?? false;
+    const settleIn = this.table?.settleNewFlows() ?? null;
     this.routeEvents?.drain();
     if (this.topologyChanged) {
       this.topologyChanged = false;
@@ -332,7 +341,19 @@ export class Daemon {
       this.table?.revalidateAll();
     }
     // A flood of new flows or a route change making thousands stale: a batch now, the rest right after.
-    if ((this.table?.revalidate() ?? false) || unsettled) setTimeout(() => this.guard(() => this.poll()), 0);
+    if ((this.table?.revalidate() ?? false) || more || settleIn === 0) this.pollIn(0);
+    else if (settleIn !== null) this.pollIn(settleIn);
+  }
+
+  /** One more poll() in `ms` (one timer at a time: an earlier one is kept). */
+  private pollIn(ms: number): void {
+    if (this.pollTimer !== null && ms >= this.pollTimerMs - performance.now()) return;
+    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    this.pollTimerMs = performance.now() + ms;
+    this.pollTimer = setTimeout(() => {
+      this.pollTimer = null;
+      this.guard(() => this.poll());
+    }, ms);
   }
 
   /** Gives each attached device a zeroed slot of per-device counters and frees the other slots. */
@@ -502,6 +523,8 @@ export class Daemon {
   stop(): void {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    if (this.pollTimer !== null) clearTimeout(this.pollTimer);
+    this.pollTimer = null;
     this.wakeup?.close();
     this.wakeup = null;
     for (const a of this.attachments.splice(0)) {

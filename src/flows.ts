@@ -11,10 +11,10 @@ import {
   decodeAction,
   decodeKey,
   decodeStats,
-  encodeAction,
+  encodeActionInto,
   statsFlags,
   statsPackets,
-  encodeKey,
+  encodeKeyInto,
   type FlowAction,
   type FlowKey,
   type FlowStats,
@@ -30,6 +30,7 @@ import { type DirectionPlan, type Tuple, planDirection } from "./nat.ts";
 import type { NextHop, Rtnl } from "./nexthop.ts";
 import type { RouteEvent } from "./rtevents.ts";
 import { ConnStore, type Dir } from "./connstore.ts";
+import { RecentEntries } from "./recent.ts";
 import { type Ingress, Interned, equalIngress, equalNextHop, hopKey, ingressKey } from "./shared.ts";
 import { SlotAllocator } from "./slots.ts";
 
@@ -42,6 +43,8 @@ export interface FlowTableOptions {
   /** Devices the datapath is attached to: only flows between them are offloaded. */
   devices: ReadonlyMap<number, string>;
   maxFlows: number;
+  /** How many new-flow reports the datapath's ring holds: recent events are kept for as many. */
+  reportBacklog: number;
   tcpTimeoutMs: number;
   udpTimeoutMs: number;
 }
@@ -76,9 +79,15 @@ const SWEEP_BATCH = 4096;
 /** A UDP entry with at most this many seconds less than its full timeout left counts as fresh. */
 const FRESH_TIMEOUT_S = 2;
 /** Reported flows waiting for settleNewFlows() at most (memory stays bounded in a flood). */
-const MAX_UNSETTLED = 4096;
-/** How many recent conntrack events, and for how long, stand in for a lookup (see `recent`). */
-const RECENT_MAX = 2048;
+const MAX_UNSETTLED = 16384;
+/**
+ * How long a reported flow waits for its conntrack event before settleNewFlows() looks its entry
+ * up. The datapath reports a packet before the kernel's conntrack sees it, so a new entry's event
+ * (which carries the entry) often comes a wake-up after the report, microseconds to a millisecond
+ * later: looking up at once cost a ctnetlink round trip for nearly every new connection.
+ */
+export const SETTLE_MS = 5;
+/** For how long a recent conntrack event stands in for a lookup (see `recent`). */
 const RECENT_MS = 1000;
 /** After lost events, the table is dumped when offloaded connections are at least 1/DUMP_SHARE of it. */
 const DUMP_SHARE = 4;
@@ -111,14 +120,17 @@ export class FlowTable {
   private readonly ingresses = new Interned<Ingress>(ingressKey, equalIngress);
   private readonly hops = new Interned<NextHop>(hopKey, equalNextHop);
   private readonly pending = new Map<string, Pending>();
-  /** Ids of pending flows reported since the last settleNewFlows(), in order. */
+  /** Ids of pending flows reported since the last settleNewFlows(), in order, and when. */
   private fresh: string[] = [];
+  private freshAt: number[] = [];
+  /** At this length `fresh` drops the ids events have settled (amortised: survivors at most half). */
+  private compactAt = MAX_UNSETTLED / 2;
   /**
-   * The latest event's entry of connections not offloaded nor pending, by orig tuple id: in a
-   * burst, a connection's event often comes before the datapath's report, which then needs no
-   * ctnetlink lookup. Bounded (oldest out first), and used only while young.
+   * The latest event's entry of connections not offloaded nor pending: in a burst, a
+   * connection's event often comes before the datapath's report, which then needs no ctnetlink
+   * lookup. Bounded (oldest out first), and used only while young.
    */
-  private readonly recent = new Map<string, { entry: CtEntry; at: number }>();
+  private readonly recent: RecentEntries;
   /** Egress devices whose flows the XDP program must leave to the TC program (see egress.ts). */
   private tcOnly: ReadonlySet<number> = new Set();
   /** Slots of connections whose next hops must be resolved again (a route, neighbour or link changed). */
@@ -141,6 +153,9 @@ export class FlowTable {
 
   constructor(private readonly o: FlowTableOptions) {
     this.slots = new SlotAllocator(o.maxFlows, SLOT_REST_MS);
+    // In a flood as many events as the ring holds reports may wait for theirs. Fewer, and the
+    // reports need lookups, which slow the daemon down further.
+    this.recent = new RecentEntries(Math.max(1024, o.reportBacklog), RECENT_MS);
   }
 
   /** Connections handed back to the kernel, by reason (for `status`). */
@@ -175,12 +190,34 @@ export class FlowTable {
     }
     const id = tupleId(t);
     const p = this.pending.get(id);
+    const now = performance.now();
+    if (p === undefined) {
+      // Its conntrack event was read first (the packet came after the ring was read), or this
+      // is the reply direction, or the entry came from a resync's dump.
+      const r = this.recent.take(t, now);
+      if (r !== null) return this.tryOffload(r.entry, r.dir, ingress, id);
+    }
     if (p?.tuple === undefined) {
       // A flood: the datapath reports the flow again later (it stays on the kernel path meanwhile).
+      if (this.fresh.length >= this.compactAt) this.compactAt = Math.max(MAX_UNSETTLED / 2, 2 * this.compactFresh());
       if (this.fresh.length >= MAX_UNSETTLED) return;
       this.fresh.push(id);
+      this.freshAt.push(now);
     }
-    this.pending.set(id, { ingress, since: p?.since ?? performance.now(), tuple: t });
+    this.pending.set(id, { ingress, since: p?.since ?? now, tuple: t });
+  }
+
+  /** Drops the ids that events have settled from the reported flows; returns how many are left. */
+  private compactFresh(): number {
+    let n = 0;
+    for (let i = 0; i < this.fresh.length; i++) {
+      const id = this.fresh[i]!;
+      if (this.pending.get(id)?.tuple === undefined) continue;
+      this.fresh[n] = id;
+      this.freshAt[n++] = this.freshAt[i]!;
+    }
+    this.fresh.length = this.freshAt.length = n;
+    return n;
   }
 
   private reinstallIfMoved(slot: number, d: Dir, ingress: Ingress): void {
@@ -190,27 +227,35 @@ export class FlowTable {
 
   /**
    * After the conntrack events of a wake-up are handled: looks up the entries of the flows
-   * reported since the last call that no event has settled (an entry whose event came in an
-   * earlier wake-up, or one that did not change), up to `budget` of them. Returns whether some
-   * are left (the caller comes back soon: a flood must not hold up the timers and other events).
+   * reported at least SETTLE_MS ago that no event has settled (an entry whose event came in an
+   * earlier wake-up, or one that did not change), up to `budget` of them. Returns null when no
+   * reported flow waits, else in how many ms to call again (0: the budget ran out; a flood must
+   * not hold up the timers and other events).
    */
-  settleNewFlows(budget = 1000): boolean {
+  settleNewFlows(now = performance.now(), budget = 1000): number | null {
     let done = 0;
-    for (; done < this.fresh.length && budget > 0; done++) {
+    let wait: number | null = null;
+    for (; done < this.fresh.length; done++) {
+      const due = this.freshAt[done]! + SETTLE_MS - now;
+      if (due > 0 || budget === 0) {
+        wait = budget === 0 ? 0 : due;
+        break;
+      }
       const id = this.fresh[done]!;
       const p = this.pending.get(id);
       const t = p?.tuple;
       if (p === undefined || t === undefined) continue;
       budget--;
       p.tuple = undefined;
-      const entry = this.recentEntry(id) ?? this.o.ct.get(t);
+      const entry = this.recent.take(t, now)?.entry ?? this.o.ct.get(t);
       if (!entry) continue;
       const d = this.dirOf(entry, id);
       if (d === null) this.pending.delete(id);
       else this.tryOffload(entry, d, p.ingress, id);
     }
     this.fresh.splice(0, done);
-    return this.fresh.length > 0;
+    this.freshAt.splice(0, done);
+    return wait;
   }
 
   /** A conntrack NEW or UPDATE event. */
@@ -227,6 +272,11 @@ export class FlowTable {
       this.teardown(slot, check.ok ? "conntrack mark changed" : `conntrack: ${check.reason}`);
       return;
     }
+    this.onEntryNotOffloaded(entry);
+  }
+
+  /** The entry of a connection not offloaded: its waiting directions try it, or it is kept. */
+  private onEntryNotOffloaded(entry: CtEntry): void {
     const origId = tupleId(entry.orig);
     let waiting = false;
     for (const d of [0, 1] as const) {
@@ -236,21 +286,8 @@ export class FlowTable {
       waiting = true;
       this.tryOffload(entry, d, p.ingress, id);
     }
-    this.recent.delete(origId); // re-inserted as the newest, or handled
-    if (waiting) return;
-    if (this.recent.size >= RECENT_MAX) this.recent.delete(this.recent.keys().next().value!);
-    this.recent.set(origId, { entry, at: performance.now() });
-  }
-
-  /**
-   * The entry the latest event reported for a connection whose orig tuple has this id, if that
-   * was lately (a report of the reply direction does not find it: that takes a lookup).
-   */
-  private recentEntry(id: string): CtEntry | null {
-    const r = this.recent.get(id);
-    if (!r) return null;
-    this.recent.delete(id);
-    return performance.now() - r.at <= RECENT_MS ? r.entry : null;
+    if (waiting) this.recent.delete(entry.orig);
+    else this.recent.put(entry, performance.now());
   }
 
   private stillOffloadable(slot: number, entry: CtEntry): boolean {
@@ -263,7 +300,7 @@ export class FlowTable {
   /** A conntrack DESTROY event. */
   onConntrackDestroy(entry: CtEntry): void {
     const origId = tupleId(entry.orig);
-    this.recent.delete(origId);
+    this.recent.delete(entry.orig);
     const found = this.store.find(entry.orig);
     if (found >= 0) this.teardown(found >> 1, "conntrack entry destroyed");
     this.pending.delete(origId);
@@ -309,7 +346,7 @@ export class FlowTable {
     this.store.add(slot, entry, now, fresh ? now - (timeoutS - entry.timeout) * 1000 : now, false);
     this.offloadCount++;
     // Its events now go to the connection; an older one must not stand in for conntrack later.
-    this.recent.delete(tupleId(entry.orig));
+    this.recent.delete(entry.orig);
     if (!this.install(slot, d, ingress, hop, "offloaded", plans[d])) {
       this.teardown(slot, "flow map full");
       return this.warnFull();
@@ -391,13 +428,14 @@ export class FlowTable {
     const m = plan.match;
     const key = keyFor(plan, ingress);
     const flags = this.flagsFor(hop);
-    const action = encodeAction({
+    const action = actionBuf;
+    encodeActionInto({
       outIfindex: hop.oif, connId: slot, dir: d, flags, mtu: this.frameMtu(hop), dmac: hop.dmac, smac: hop.smac,
       saddr: plan.saddr, daddr: plan.daddr, sport: plan.sport, dport: plan.dport,
       l3CsumDelta: plan.l3CsumDelta, l4CsumPseudo: plan.l4CsumPseudo, l4CsumPorts: plan.l4CsumPorts,
       ...encapActionFields(hop.encap, hop.encap.dsaPort === null ? 0 : this.dsaTagger(hop.oif)),
       ...this.ingressMacs(ingress),
-    });
+    }, action);
     const old = this.ingressOf(slot, d);
     try {
       this.o.flows.update(key, action);
@@ -604,6 +642,7 @@ export class FlowTable {
    */
   sweep(): void {
     const now = performance.now();
+    this.recent.releaseIfStale(now);
     const budget = { refreshes: REFRESH_BUDGET };
     const S = LAYOUT.flow_stats.size;
     if (this.store.size <= BATCH_READ_FROM) {
@@ -661,8 +700,9 @@ export class FlowTable {
 
   /**
    * Conntrack events were lost (the event socket overflowed): re-read every offloaded
-   * connection's entry and hand back those that are gone or changed. Pending flows are retried
-   * by the datapath's next new-flow report.
+   * connection's entry and hand back those that are gone or changed. What the recent events
+   * said may be stale: forgotten. Pending flows are retried by settleNewFlows() or the
+   * datapath's next new-flow report.
    */
   resync(): void {
     this.recent.clear();
@@ -684,14 +724,22 @@ export class FlowTable {
     return dropped;
   }
 
+  /**
+   * One dump: the offloaded connections' entries are checked, the others kept as recent
+   * entries (a flood's reports then find theirs without a lookup each: after a loss, a lookup
+   * per report slowed the daemon down enough to lose events again).
+   */
   private resyncByDump(): number {
     const FOUND = 1;
     const CHANGED = 2;
     const seen = new Uint8Array(this.store.end);
+    const now = performance.now();
     this.o.ct.dump((e) => {
       const found = this.store.find(e.orig);
+      // Nothing is offloaded from here: that may query conntrack, whose handle the dump holds.
+      if (found < 0) return this.recent.put(e, now);
       // Only an entry whose orig tuple is the connection's (not its reply tuple), in its zone.
-      if (found < 0 || (found & 1) !== 0) return;
+      if ((found & 1) !== 0) return;
       const slot = found >> 1;
       if (e.zone !== this.store.zoneOf(slot)) return;
       seen[slot] = seen[slot]! | FOUND | (this.stillOffloadable(slot, e) ? 0 : CHANGED);
@@ -728,6 +776,7 @@ export class FlowTable {
     this.pending.clear();
     this.recent.clear();
     this.fresh = [];
+    this.freshAt = [];
   }
 
   private readStats(id: number): FlowStats | null {
@@ -775,10 +824,17 @@ function rewriteMatches(a: FlowAction, p: DirectionPlan): boolean {
 }
 
 /** The flow map key of a direction's packets arriving at `ingress`. */
+/** Flow map keys and actions are built here: the map copies them at once, so one buffer each will do. */
+const keyBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_key.size));
+const actionBuf = new Uint8Array(new ArrayBuffer(LAYOUT.flow_action.size));
+
+/** A direction's flow map key, in a buffer the next call overwrites. */
 function keyFor(plan: DirectionPlan, ingress: Ingress): Uint8Array {
   const m = plan.match;
-  return encodeKey({
+  keyBuf.fill(0); // addresses of 4 bytes leave the rest of the 16 as they were
+  encodeKeyInto({
     ifindex: ingress.ifindex, family: m.family, proto: m.proto, ...encapKeyFields(ingress.encap),
     sport: m.sport, dport: m.dport, saddr: m.src, daddr: m.dst,
-  });
+  }, keyBuf);
+  return keyBuf;
 }

@@ -255,10 +255,10 @@ describe("programs", () => {
 });
 
 describe("ring buffer", () => {
-  test("delivers each sample as a copy; timestamps are CLOCK_MONOTONIC", () => {
+  test("delivers each sample, in a buffer valid during the call; timestamps are CLOCK_MONOTONIC", () => {
     const obj = load({ params: miniParams(XDP_PASS, 7) });
-    const samples: Uint8Array[] = [];
-    const rb = new RingBuffer(obj.map("events"), (d) => samples.push(d));
+    const events: ReturnType<typeof decodeMiniEvent>[] = [];
+    const rb = new RingBuffer(obj.map("events"), (d) => events.push(decodeMiniEvent(d)));
     try {
       expect(rb.poll()).toBe(0);
       const before = monotonicNs();
@@ -266,7 +266,6 @@ describe("ring buffer", () => {
       testRun(obj.programFd("mini_xdp"), frame(80));
       const after = monotonicNs();
       expect(rb.poll(0)).toBe(2);
-      const events = samples.map(decodeMiniEvent);
       expect(events.map((e) => [e.mark, e.len])).toEqual([[7, 64], [7, 80]]);
       for (const e of events) {
         expect(e.ns).toBeGreaterThanOrEqual(before);
@@ -275,6 +274,22 @@ describe("ring buffer", () => {
       expect(rb.poll()).toBe(0);
     } finally {
       rb.close();
+      rb.close();
+    }
+  });
+
+  test("poll(0, max) delivers at most max samples; the rest wait for the next poll, none lost", () => {
+    const obj = load({ params: miniParams(XDP_PASS, 7) });
+    const lens: number[] = [];
+    const rb = new RingBuffer(obj.map("events"), (d) => lens.push(decodeMiniEvent(d).len));
+    try {
+      for (const len of [64, 70, 80, 90, 100]) testRun(obj.programFd("mini_xdp"), frame(len));
+      expect(rb.poll(0, 2)).toBe(2);
+      expect(rb.poll(0, 2)).toBe(2);
+      expect(rb.poll(0, 2)).toBe(1);
+      expect(rb.poll(0, 2)).toBe(0);
+      expect(lens).toEqual([64, 70, 80, 90, 100]);
+    } finally {
       rb.close();
     }
   });

@@ -4,7 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { FLOW_STATS_CLOSING, LAYOUT, decodeAction, type FlowKey } from "../src/abi.ts";
 import type { BpfMap } from "../src/bpf.ts";
 import type { Conntrack, CtEntry } from "../src/conntrack.ts";
-import { FlowTable, type FlowTableOptions } from "../src/flows.ts";
+import { FlowTable, type FlowTableOptions, SETTLE_MS } from "../src/flows.ts";
 import { Logger } from "../src/log.ts";
 import type { Tuple } from "../src/nat.ts";
 import type { NextHop, Rtnl } from "../src/nexthop.ts";
@@ -111,10 +111,13 @@ function setup(over: Partial<FlowTableOptions> = {}) {
   const table = new FlowTable({
     flows: flows as unknown as BpfMap, stats: new FakeMap() as unknown as BpfMap, ct: ct as unknown as Conntrack,
     rtnl: rtnl as unknown as Rtnl, log: new Logger("error"), devices: new Map([[LAN, "lan"], [WAN, "wan"], [WAN2, "wan2"]]),
-    maxFlows: 1024, tcpTimeoutMs: 600_000, udpTimeoutMs: 30_000, ...over,
+    maxFlows: 1024, reportBacklog: 256, tcpTimeoutMs: 600_000, udpTimeoutMs: 30_000, ...over,
   });
   return { table, flows, calls, conntrack: table_ };
 }
+
+/** A time when every flow reported so far is due for a lookup. */
+const later = () => performance.now() + SETTLE_MS;
 
 describe("a new flow", () => {
   test("its conntrack event came first: offloaded from the event, no lookup, both directions", () => {
@@ -122,7 +125,7 @@ describe("a new flow", () => {
     const e = entry(1000);
     table.onConntrackChange(e);
     table.onNewFlow(report(e.orig));
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(calls.get).toBe(0);
     expect(table.size).toBe(1);
     const actions = [...flows.entries.values()].map((v) => decodeAction(v));
@@ -136,9 +139,24 @@ describe("a new flow", () => {
     conntrack.push(e);
     table.onNewFlow(report(e.orig));
     expect(calls.get).toBe(0);
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(calls.get).toBe(1);
     expect(table.size).toBe(1);
+  });
+
+  test("just reported: no lookup yet, its event may be on the way; looked up once SETTLE_MS passed", () => {
+    const { table, calls } = setup();
+    const e = entry(1001);
+    table.onNewFlow(report(e.orig));
+    const at = performance.now();
+    const wait = table.settleNewFlows(at);
+    expect(calls.get).toBe(0);
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThanOrEqual(SETTLE_MS);
+    table.onConntrackChange(e); // the event came meanwhile: offloaded without a lookup
+    expect(table.size).toBe(1);
+    expect(table.settleNewFlows(at + SETTLE_MS)).toBeNull();
+    expect(calls.get).toBe(0);
   });
 
   test("a flood of reports is settled in batches: the rest waits for the next call", () => {
@@ -147,9 +165,9 @@ describe("a new flow", () => {
       conntrack.push(entry(3000 + i));
       table.onNewFlow(report(entry(3000 + i).orig));
     }
-    expect(table.settleNewFlows(2)).toBe(true);
+    expect(table.settleNewFlows(later(), 2)).toBe(0);
     expect(calls.get).toBe(2);
-    expect(table.settleNewFlows(2)).toBe(false);
+    expect(table.settleNewFlows(later(), 2)).toBeNull();
     expect(calls.get).toBe(3);
     expect(table.size).toBe(3);
   });
@@ -158,7 +176,7 @@ describe("a new flow", () => {
     const { table, calls } = setup();
     const e = entry(1002);
     table.onNewFlow(report(e.orig));
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(table.size).toBe(0);
     expect(table.pendingCount).toBe(1);
     table.onConntrackChange(e);
@@ -173,7 +191,7 @@ describe("a new flow", () => {
       table.onConntrackChange(e);
       table.onNewFlow(report(e.orig));
     }
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(table.size).toBe(2);
     expect(calls.setOffloaded).toBe(1);
   });
@@ -182,17 +200,14 @@ describe("a new flow", () => {
     const { table, calls, conntrack } = setup();
     const e = entry(1008);
     table.onConntrackChange(e); // remembered: not reported yet
-    table.onNewFlow(report(e.reply, WAN)); // the reply direction first: looked up
-    conntrack.push(e);
-    table.settleNewFlows();
+    table.onNewFlow(report(e.reply, WAN)); // the reply direction first: found by its tuple too
     expect(table.size).toBe(1);
-    expect(calls.get).toBe(1);
+    expect(calls.get).toBe(0);
     table.onClosing(0); // FIN or RST: handed back (the first connection has slot 0)
     expect(table.size).toBe(0);
-    conntrack.length = 0; // gone from conntrack meanwhile
-    table.onNewFlow(report(e.orig));
-    table.settleNewFlows();
-    expect(calls.get).toBe(2);
+    table.onNewFlow(report(e.orig)); // gone from conntrack meanwhile: looked up, not offloaded
+    table.settleNewFlows(later());
+    expect(calls.get).toBe(1);
     expect(table.size).toBe(0);
   });
 });
@@ -205,7 +220,7 @@ describe("hand back", () => {
       table.onConntrackChange(e);
       table.onNewFlow(report(e.orig));
     }
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(table.size).toBe(3);
     conntrack.push(kept, { ...changed, mark: 7 }); // `gone` is not in the table any more
     table.resync();
@@ -221,13 +236,32 @@ describe("hand back", () => {
     const e = entry(1013);
     table.onConntrackChange(e);
     table.onNewFlow(report(e.orig));
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     for (let i = 0; i < 10; i++) conntrack.push(entry(2000 + i));
     conntrack.push(e);
     table.resync();
     expect(calls.dump).toBe(0);
     expect(calls.get).toBe(1);
     expect(table.size).toBe(1);
+  });
+
+  test("events lost: what the dump reads of others' entries stands in for a lookup; older events do not", () => {
+    const { table, calls, conntrack } = setup();
+    const [mine, waiting, known] = [entry(1014), entry(1015), entry(1016)];
+    table.onConntrackChange(mine);
+    table.onNewFlow(report(mine.orig));
+    table.onConntrackChange(known); // an event before the loss: may be stale
+    table.onNewFlow(report(waiting.orig)); // reported, its entry not seen yet
+    conntrack.push(mine, waiting);
+    table.resync();
+    expect(calls.dump).toBe(1);
+    table.settleNewFlows(later());
+    expect(table.size).toBe(2);
+    expect(calls.get).toBe(0);
+    table.onNewFlow(report(known.orig));
+    table.settleNewFlows(later());
+    expect(calls.get).toBe(1); // looked up: gone from conntrack, not offloaded
+    expect(table.size).toBe(2);
   });
 
   test("DESTROY removes both directions from the flow map", () => {
@@ -238,7 +272,7 @@ describe("hand back", () => {
       table.onConntrackChange(e);
       table.onNewFlow(report(e.orig));
     }
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     expect(flows.entries.size).toBe(4);
     table.onConntrackDestroy(gone);
     expect(table.size).toBe(1);
@@ -251,7 +285,7 @@ describe("hand back", () => {
     const e = entry(1007);
     table.onConntrackChange(e);
     table.onNewFlow(report(e.orig));
-    table.settleNewFlows();
+    table.settleNewFlows(later());
     const before = new Set(flows.entries.keys());
     table.onNewFlow(report(e.reply, 9)); // not an offloaded device: the guess stays
     expect(new Set(flows.entries.keys())).toEqual(before);
@@ -274,7 +308,7 @@ describe("the sweep", () => {
         const e = entry(2000 + i);
         table.onConntrackChange(e);
         table.onNewFlow(report(e.orig));
-        table.settleNewFlows();
+        table.settleNewFlows(later());
       }
       expect(table.size).toBe(n);
       expect(flows.entries.size).toBe(2 * n);
