@@ -56,14 +56,11 @@ export class RecentEntries {
    * grown to the capacity (a few MiB at a large --max-flows) and would keep that size.
    */
   releaseIfStale(now: number): void {
-    if (this.store.end > 0 && now - this.lastPut > this.maxAgeMs) {
-      this.store = new ConnStore();
-      this.next = 0;
-    }
+    if (this.store.end > 0 && now - this.lastPut > this.maxAgeMs) this.clear();
   }
 
   clear(): void {
-    for (let s = 0; s < this.store.end; s++) this.store.remove(s);
+    this.store = new ConnStore();
     this.next = 0;
   }
 }
