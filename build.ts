@@ -33,7 +33,7 @@ const targets: Record<string, string> = {
 };
 const compile = async (target: string | undefined, outfile: string) => {
   const t = target ? [`--target=${target}`] : [];
-  await $`bun build ${root}/src/main.ts ${root}/src/wakeup-worker.ts --compile ${t} --minify --bytecode --format=esm --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile ${outfile}`.quiet();
+  await $`bun build ${root}/src/main.ts --compile ${t} --minify --bytecode --format=esm --no-compile-autoload-dotenv --no-compile-autoload-bunfig --outfile ${outfile}`.quiet();
   console.error(`built ${outfile}`);
 };
 const dist = values.outdir ? resolve(values.outdir) : `${root}/dist`;

@@ -19,8 +19,9 @@ export const libc = dlopen(path, {
   flock: { args: ["i32", "i32"], returns: "i32" },
   epoll_create1: { args: ["i32"], returns: "i32" },
   epoll_ctl: { args: ["i32", "i32", "i32", "ptr"], returns: "i32" },
-  epoll_wait: { args: ["i32", "ptr", "i32", "i32"], returns: "i32" },
   eventfd: { args: ["u32", "i32"], returns: "i32" },
+  pipe2: { args: ["ptr", "i32"], returns: "i32" },
+  memfd_create: { args: ["ptr", "u32"], returns: "i32" },
   write: { args: ["i32", "ptr", "usize"], returns: "i64" },
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
@@ -31,6 +32,7 @@ const CLOCK_MONOTONIC = 1;
 const F_GETFL = 3;
 const F_SETFL = 4;
 const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
 /** The kernel-internal ENOTSUPP that BPF syscalls sometimes leak to user space. */
 const ENOTSUPP = 524;
 const IF_NAMESIZE = 16;
@@ -133,35 +135,26 @@ export function tryLock(fd: number): boolean {
 
 const EPOLL_CTL_ADD = 1;
 const EPOLLIN = 0x1;
-const EINTR = 4;
-/** struct epoll_event is packed on x86-64 (12 bytes), naturally aligned elsewhere (16 bytes). */
-const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
 
 /** An epoll instance watching fds for input. */
 export function epollWatching(fds: readonly number[]): number {
-  const ep = libc.symbols.epoll_create1(0);
+  const ep = libc.symbols.epoll_create1(O_CLOEXEC);
   if (ep < 0) throw new OsError("epoll_create1", errno());
   const ev = new Uint8Array(new ArrayBuffer(16));
   new DataView(ev.buffer).setUint32(0, EPOLLIN, true);
   for (const fd of fds) {
-    if (libc.symbols.epoll_ctl(ep, EPOLL_CTL_ADD, fd, ev) !== 0) throw new OsError(`epoll_ctl(${fd})`, errno());
+    if (libc.symbols.epoll_ctl(ep, EPOLL_CTL_ADD, fd, ev) !== 0) {
+      const e = errno();
+      libc.symbols.close(ep);
+      throw new OsError(`epoll_ctl(${fd})`, e);
+    }
   }
   return ep;
 }
 
-const epollEvents = new Uint8Array(new ArrayBuffer(16 * EPOLL_EVENT_SIZE));
-
-/** Blocks until one of the epoll instance's fds is readable (the calling thread sleeps). */
-export function epollWait(ep: number): void {
-  for (;;) {
-    if (libc.symbols.epoll_wait(ep, epollEvents, 16, -1) >= 0) return;
-    if (errno() !== EINTR) throw new OsError("epoll_wait", errno());
-  }
-}
-
-/** An eventfd: writing to it makes it readable (wakes an epoll_wait on it). */
+/** An eventfd: writing to it makes it readable (wakes an epoll_wait on it); reads block. */
 export function eventFd(): number {
-  const fd = libc.symbols.eventfd(0, 0);
+  const fd = libc.symbols.eventfd(0, O_CLOEXEC);
   if (fd < 0) throw new OsError("eventfd", errno());
   return fd;
 }
@@ -171,6 +164,34 @@ new DataView(one.buffer).setBigUint64(0, 1n, true);
 
 export function signalEventFd(fd: number): void {
   libc.symbols.write(fd, one, 8);
+}
+
+const pipeFds = new Int32Array(new ArrayBuffer(8));
+
+/** A pipe, [read end, write end]; the read end does not block. */
+export function pipe(): [number, number] {
+  if (libc.symbols.pipe2(pipeFds, O_CLOEXEC) !== 0) throw new OsError("pipe2", errno());
+  const [r, w] = [pipeFds[0]!, pipeFds[1]!];
+  setNonBlocking(r);
+  return [r, w];
+}
+
+const MFD_CLOEXEC = 1;
+
+/** An anonymous in-memory file holding `bytes` (memfd_create); its path is /proc/self/fd/N. */
+export function memoryFile(name: string, bytes: Uint8Array): number {
+  const cname = new Uint8Array(new ArrayBuffer(name.length + 1));
+  cname.set(encoder.encode(name));
+  const fd = libc.symbols.memfd_create(cname, MFD_CLOEXEC);
+  if (fd < 0) throw new OsError("memfd_create", errno());
+  const copy = new Uint8Array(new ArrayBuffer(bytes.length));
+  copy.set(bytes);
+  if (Number(libc.symbols.write(fd, copy, copy.length)) !== copy.length) {
+    const e = errno();
+    libc.symbols.close(fd);
+    throw new OsError("writing a memfd", e);
+  }
+  return fd;
 }
 
 export function close(fd: number): void {

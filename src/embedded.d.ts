@@ -3,3 +3,9 @@ declare module "*.bpf.o" {
   const path: string;
   export default path;
 }
+
+// C source embedded as text (ffi/wakeup-thread.c, compiled at run time by bun:ffi's cc).
+declare module "*.c" {
+  const source: string;
+  export default source;
+}
