@@ -115,7 +115,7 @@ export function describeTuple(t: Tuple): string {
 
 export class FlowTable {
   /** The offloaded connections, by slot (the connection id in the datapath), and their tuples. */
-  private readonly store = new ConnStore();
+  private readonly store: ConnStore;
   /** One copy of the ingresses and next hops many connections have in common. */
   private readonly ingresses = new Interned<Ingress>(ingressKey, equalIngress);
   private readonly hops = new Interned<NextHop>(hopKey, equalNextHop);
@@ -153,6 +153,7 @@ export class FlowTable {
 
   constructor(private readonly o: FlowTableOptions) {
     this.slots = new SlotAllocator(o.maxFlows, SLOT_REST_MS);
+    this.store = new ConnStore(o.maxFlows);
     // In a flood as many events as the ring holds reports may wait for theirs. Fewer, and the
     // reports need lookups, which slow the daemon down further.
     this.recent = new RecentEntries(Math.max(1024, o.reportBacklog), RECENT_MS);
@@ -768,6 +769,14 @@ export class FlowTable {
       const idle = Math.round((now - this.store.lastActive[slot]!) / 1000);
       return `${describeTuple(this.store.tuple(slot, 0))}${natNote(this.planOf(slot, 0))} ${dirs.join(" ")} idle=${idle}s`;
     });
+  }
+
+  /**
+   * After a burst, before the daemon collects its garbage: the recent entries' store (resident
+   * up to ~2 MiB) goes with it. Its entries would only have saved lookups.
+   */
+  releaseRecent(): void {
+    this.recent.clear();
   }
 
   /** Removes every flow (shutdown). */

@@ -9,7 +9,8 @@ import { ConnStore, type Dir } from "./connstore.ts";
 import type { Tuple } from "./nat.ts";
 
 export class RecentEntries {
-  private store = new ConnStore();
+  /** Allocated by the first put after a clear: a new store is fresh zero pages, not resident. */
+  private store: ConnStore | null = null;
   private readonly capacity: number;
   private next = 0;
   private lastPut = -Infinity;
@@ -20,7 +21,7 @@ export class RecentEntries {
   }
 
   get size(): number {
-    return this.store.size;
+    return this.store?.size ?? 0;
   }
 
   /** Keeps e, in place of what was kept for its connection (and of the oldest when full). */
@@ -31,12 +32,14 @@ export class RecentEntries {
     this.lastPut = now;
     const slot = this.next;
     this.next = (slot + 1) % this.capacity;
+    this.store ??= new ConnStore(this.capacity);
     this.store.remove(slot);
     this.store.add(slot, e, now, now, false);
   }
 
   /** The entry one of whose tuples is t, and t's direction, if kept within maxAgeMs; it is let go. */
   take(t: Tuple, now: number): { entry: CtEntry; dir: Dir } | null {
+    if (!this.store) return null;
     const found = this.store.find(t);
     if (found < 0) return null;
     const slot = found >> 1;
@@ -47,20 +50,20 @@ export class RecentEntries {
 
   /** Forgets the connection one of whose tuples is t. */
   delete(t: Tuple): void {
-    const found = this.store.find(t);
-    if (found >= 0) this.store.remove(found >> 1);
+    const found = this.store?.find(t) ?? -1;
+    if (found >= 0) this.store?.remove(found >> 1);
   }
 
   /**
-   * Once every entry is too old to be used, hands the memory back: after a burst the store has
-   * grown to the capacity (a few MiB at a large --max-flows) and would keep that size.
+   * Once every entry is too old to be used, hands the memory back: after a burst every slot of
+   * the store is resident (a few MiB at a large --max-flows), and would stay so.
    */
   releaseIfStale(now: number): void {
-    if (this.store.end > 0 && now - this.lastPut > this.maxAgeMs) this.clear();
+    if (this.store && now - this.lastPut > this.maxAgeMs) this.clear();
   }
 
   clear(): void {
-    this.store = new ConnStore();
+    this.store = null;
     this.next = 0;
   }
 }

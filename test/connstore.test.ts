@@ -29,7 +29,7 @@ function entry(sport: number, family: 2 | 10 = 2, proto = 17): CtEntry {
 describe("one connection", () => {
   for (const family of [2, 10] as const) {
     test(`IPv${family === 2 ? 4 : 6}: found by either tuple; the entry comes back equal`, () => {
-      const s = new ConnStore();
+      const s = new ConnStore(8);
       const e = entry(40000, family, 6);
       s.add(5, e, 100, 90, true);
       expect(s.find(e.orig)).toBe(10);
@@ -50,7 +50,7 @@ describe("one connection", () => {
   }
 
   test("IPv4 addresses given in 16 bytes: found by the 4-byte form and back in 16 bytes", () => {
-    const s = new ConnStore();
+    const s = new ConnStore(1);
     const e = entry(1000);
     const wide = (a: Uint8Array) => {
       const w = new Uint8Array(16);
@@ -63,8 +63,17 @@ describe("one connection", () => {
     expect(s.entry(0)).toEqual(w);
   });
 
+  test("a slot beyond the capacity is refused, the last one taken", () => {
+    const s = new ConnStore(4);
+    expect(() => s.add(4, entry(1000), 0, 0, false)).toThrow(RangeError);
+    expect(s.size).toBe(0);
+    s.add(3, entry(1001), 0, 0, false);
+    expect(s.find(entry(1001).orig)).toBe(6);
+    expect(s.end).toBe(4);
+  });
+
   test("setEntry takes over what changes; the tuples stay", () => {
-    const s = new ConnStore();
+    const s = new ConnStore(1);
     const e = entry(1000, 2, 6);
     s.add(0, e, 0, 0, false);
     s.setEntry(0, { ...e, mark: 7, status: 0x1ce, tcpState: 4, timeout: 100, reply: entry(2000).reply });
@@ -74,8 +83,8 @@ describe("one connection", () => {
 });
 
 describe("many connections", () => {
-  test("random adds and removes agree with a Map, through growth and collisions", () => {
-    const s = new ConnStore();
+  test("random adds and removes agree with a Map, through index growth and collisions", () => {
+    const s = new ConnStore(6000);
     const ref = new Map<number, CtEntry>();
     let seed = 1;
     const rand = (n: number) => {
