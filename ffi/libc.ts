@@ -26,6 +26,7 @@ export const libc = dlopen(path, {
   getpid: { args: [], returns: "i32" },
   vsnprintf: { args: ["ptr", "usize", "ptr", "ptr"], returns: "i32" },
   memcpy: { args: ["ptr", "ptr", "usize"], returns: "ptr" },
+  dlsym: { args: ["ptr", "ptr"], returns: "ptr" },
 });
 
 const CLOCK_MONOTONIC = 1;
@@ -192,6 +193,15 @@ export function memoryFile(name: string, bytes: Uint8Array): number {
     throw new OsError("writing a memfd", e);
   }
   return fd;
+}
+
+/** The address of a libc function (dlsym with RTLD_DEFAULT), for C code that calls it by pointer. */
+export function libcFunction(name: string): Pointer {
+  const cname = new Uint8Array(new ArrayBuffer(name.length + 1));
+  cname.set(encoder.encode(name));
+  const p = libc.symbols.dlsym(null, cname) as Pointer | null;
+  if (p === null) throw new Error(`the C library has no ${name}`);
+  return p;
 }
 
 export function close(fd: number): void {
