@@ -52,7 +52,12 @@ export class Wakeup {
     if (this.closed) return;
     this.closed = true;
     stopWakeupThread(this.thread);
-    void this.reader.cancel().catch(() => {});
-    for (const fd of [this.ep, ...this.pipeFds, this.ackFd, this.stopFd]) close(fd);
+    for (const fd of [this.ep, this.ackFd, this.stopFd]) close(fd);
+    // The pipe once Bun's event loop has let go of its read end: a number closed while the loop
+    // still watches it could be reused by another fd in between.
+    const pipeFds = this.pipeFds;
+    void this.reader.cancel().catch(() => {}).then(() => {
+      for (const fd of pipeFds) close(fd);
+    });
   }
 }

@@ -1,7 +1,7 @@
 // The wake-up thread (ffi/wakeup-thread.c, run by src/wakeup.ts): a readable fd wakes the main
 // thread once per drain, and close() ends the thread. Real threads, fds and epoll; no root.
 import { expect, test } from "bun:test";
-import { readSync } from "node:fs";
+import { readdirSync, readSync } from "node:fs";
 import { close, eventFd, setNonBlocking, signalEventFd } from "../ffi/libc.ts";
 import { Wakeup } from "../src/wakeup.ts";
 
@@ -10,8 +10,11 @@ async function until(cond: () => boolean, ms = 2000): Promise<void> {
   while (!cond() && performance.now() < end) await Bun.sleep(5);
 }
 
-test("a readable fd wakes the main thread once per drain; after close() nothing does", async () => {
+const openFds = () => readdirSync("/proc/self/fd").length;
+
+test("a readable fd wakes the main thread once per drain; after close() nothing does, no fd is left", async () => {
   const sources = [eventFd(), eventFd()];
+  const fdsBefore = openFds();
   for (const fd of sources) setNonBlocking(fd);
   const counter = new Uint8Array(8);
   const woken: number[] = [];
@@ -42,5 +45,6 @@ test("a readable fd wakes the main thread once per drain; after close() nothing 
   signalEventFd(sources[0]!);
   await Bun.sleep(50);
   expect(woken.length).toBe(2);
+  expect(openFds()).toBe(fdsBefore);
   for (const fd of sources) close(fd);
 });
