@@ -6,7 +6,7 @@
 //     forwarding: [--rounds 7] [--seconds 1] [--flows 1,1024] [--configs kernel,xdp-native,tc,xdp-generic,ceiling,drop]
 //     dropping:   [--drop-rounds 7] [--drop-seconds 1]
 //     tcp:        [--tcp-rounds 3] [--tcp-seconds 3] [--tcp-modes wire,offloads] [--tcp-families 4,6]
-//     lifecycle:  [--connections 200] [--fills 1000:65536,64000:131072] [--fill-seconds 45]
+//     lifecycle:  [--connections 200] [--fills 1000:65536,32000:65536,64000:131072] [--fill-seconds 45]
 // --render only renders the documents again from bench/results.json; --no-write prints the report instead
 // of writing anything.
 import { existsSync, writeFileSync } from "node:fs";
@@ -41,7 +41,7 @@ const { values } = parseArgs({
     "tcp-modes": { type: "string", default: Object.keys(TCP_MODES).join(",") },
     "tcp-families": { type: "string", default: "4,6" },
     connections: { type: "string", default: "200" },
-    fills: { type: "string", default: "1000:65536,64000:131072" },
+    fills: { type: "string", default: "1000:65536,32000:65536,64000:131072" },
     "fill-seconds": { type: "string", default: "45" },
     "no-write": { type: "boolean", default: false },
     render: { type: "boolean", default: false },
