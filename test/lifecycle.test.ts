@@ -51,7 +51,10 @@ describe("flow lifecycle", () => {
       lab.exec(lab.router, ["conntrack", "-D", "-p", "udp", "--dport", "7001"]);
       await off.waitFor(/handed back udp \S+ -> \S+:7001 .*: conntrack entry destroyed/, 5000);
       const res = await done;
-      expect(res.received).toBe(res.sent);
+      // Echoes on their way back when the flow is handed back reach the router after conntrack
+      // forgot their mapping and are lost, as on the kernel path alone: at most one of the
+      // sender's bursts (10 datagrams every 10 ms). A stale or missing mapping would lose the rest.
+      expect(res.received).toBeGreaterThanOrEqual(res.sent - 10);
       // The kernel saw packets again (a new conntrack entry) until the flow was offloaded anew.
       expect(lab.forwardedPackets() - before).toBeGreaterThan(0);
     } finally {
