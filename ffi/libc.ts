@@ -3,6 +3,7 @@
 // pointers to small inline typed arrays can go stale (docs: shared notes, bun-ffi pitfall 1).
 import { dlopen, ptr, read, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
+import { cString, ffiBytes } from "./buffer.ts";
 import { findLibrary } from "./library-path.ts";
 
 const path = findLibrary(["libc.so.6", "libc.so", `ld-musl-${process.arch === "x64" ? "x86_64" : "aarch64"}.so.1`]);
@@ -181,11 +182,9 @@ const MFD_CLOEXEC = 1;
 
 /** An anonymous in-memory file holding `bytes` (memfd_create); its path is /proc/self/fd/N. */
 export function memoryFile(name: string, bytes: Uint8Array): number {
-  const cname = new Uint8Array(new ArrayBuffer(name.length + 1));
-  cname.set(encoder.encode(name));
-  const fd = libc.symbols.memfd_create(cname, MFD_CLOEXEC);
+  const fd = libc.symbols.memfd_create(cString(name), MFD_CLOEXEC);
   if (fd < 0) throw new OsError("memfd_create", errno());
-  const copy = new Uint8Array(new ArrayBuffer(bytes.length));
+  const copy = ffiBytes(bytes.length);
   copy.set(bytes);
   if (Number(libc.symbols.write(fd, copy, copy.length)) !== copy.length) {
     const e = errno();
@@ -197,9 +196,7 @@ export function memoryFile(name: string, bytes: Uint8Array): number {
 
 /** The address of a libc function (dlsym with RTLD_DEFAULT), for C code that calls it by pointer. */
 export function libcFunction(name: string): Pointer {
-  const cname = new Uint8Array(new ArrayBuffer(name.length + 1));
-  cname.set(encoder.encode(name));
-  const p = libc.symbols.dlsym(null, cname) as Pointer | null;
+  const p = libc.symbols.dlsym(null, cString(name)) as Pointer | null;
   if (p === null) throw new Error(`the C library has no ${name}`);
   return p;
 }
